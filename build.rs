@@ -1,0 +1,32 @@
+//! Stamps the git commit into the binary for `capstan version`.
+use std::process::Command;
+
+fn main() {
+    let commit = std::env::var("CAPSTAN_GIT_COMMIT").ok().or_else(|| {
+        let out = Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|out| out.status.success() && !out.stdout.is_empty())
+        .unwrap_or(false);
+    let commit = match commit {
+        Some(c) if dirty => format!("{c}-dirty"),
+        Some(c) => c,
+        None => "unknown".into(),
+    };
+    println!("cargo:rustc-env=CAPSTAN_GIT_COMMIT={commit}");
+    println!("cargo:rerun-if-env-changed=CAPSTAN_GIT_COMMIT");
+    // HEAD moves on commit/checkout; the index changes with the dirty state.
+    for path in [".git/HEAD", ".git/index"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+}

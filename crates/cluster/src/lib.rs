@@ -1,0 +1,67 @@
+//! The only crate in Capstan that talks to the Kubernetes API.
+//!
+//! It owns how a connection is made (kubeconfig, context and in-cluster selection, the way kubectl
+//! does it) and the questions Capstan asks the API server. Later stages reach the cluster only through
+//! the [`Cluster`] handle, so timeouts, the field manager and error wording live in one place.
+
+mod connect;
+mod error;
+
+pub use connect::{ConnectOptions, KubeconfigSource};
+pub use error::ClusterError;
+
+use k8s_openapi::apimachinery::pkg::version::Info;
+
+/// The field manager name Capstan uses for every server-side apply.
+pub const FIELD_MANAGER: &str = "capstan";
+
+/// A connection to one cluster: a client plus where it came from, for messages.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    server_url: String,
+    source: KubeconfigSource,
+}
+
+impl Cluster {
+    /// Connects the way kubectl does; see [`ConnectOptions`].
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, ClusterError> {
+        let (config, source) = connect::resolve(options).await?;
+        let server_url = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
+            server: server_url.clone(),
+            source,
+        })?;
+        Ok(Self {
+            client,
+            server_url,
+            source,
+        })
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The API server URL, as written in the kubeconfig.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// Which kubeconfig (or in-cluster service account) the connection came from.
+    pub fn source(&self) -> &KubeconfigSource {
+        &self.source
+    }
+
+    /// The API server's `/version`.
+    pub async fn server_version(&self) -> Result<Info, ClusterError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map_err(|source| ClusterError::Request {
+                server: self.server_url.clone(),
+                what: "GET /version".into(),
+                source,
+            })
+    }
+}

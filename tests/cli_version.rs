@@ -1,0 +1,73 @@
+//! `capstan version` against the real control plane, selecting the cluster the way kubectl does.
+
+use std::process::{Command, Output};
+
+use capstan_test_support::kubeconfig;
+
+fn capstan(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    command
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run capstan")
+}
+
+fn stdout(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("json output")
+}
+
+#[test]
+fn reports_client_and_server_version_from_kubeconfig_flag() {
+    let path = kubeconfig().to_str().expect("utf-8 path");
+    let report = stdout(&capstan(
+        &["version", "--kubeconfig", path, "-o", "json"],
+        &[],
+    ));
+    assert_eq!(report["capstan"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        report["capstan"]["commit"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    let server = report["server"]["git_version"].as_str().unwrap_or_default();
+    assert!(server.starts_with("v1.34."), "server version {report}");
+}
+
+#[test]
+fn honours_kubeconfig_env_and_context_flag() {
+    let path = kubeconfig().to_str().expect("utf-8 path");
+    let home = std::env::temp_dir().join(format!("capstan-empty-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("home");
+    let home = home.to_str().expect("utf-8");
+
+    // KUBECONFIG, with a missing file in the list that kubectl would skip too.
+    let list = format!("/nonexistent/kubeconfig:{path}");
+    let report = stdout(&capstan(
+        &["version", "-o", "json", "--context", "capstan-testenv"],
+        &[("KUBECONFIG", &list), ("HOME", home)],
+    ));
+    assert!(report["server"]["git_version"].is_string(), "{report}");
+
+    // An unknown context is named in the error, together with the ones that exist.
+    let output = capstan(
+        &["version", "--kubeconfig", path, "--context", "prod"],
+        &[("HOME", home)],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("\"prod\"") && stderr.contains("capstan-testenv"),
+        "{stderr}"
+    );
+    // The client part is still printed.
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("capstan "));
+
+    // No kubeconfig anywhere and not in a cluster: say where we looked.
+    let output = capstan(&["version"], &[("HOME", home)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no kubeconfig found"), "{stderr}");
+}
