@@ -23,9 +23,15 @@ fn main() {
     };
     println!("cargo:rustc-env=CAPSTAN_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-env-changed=CAPSTAN_GIT_COMMIT");
-    // HEAD moves on commit/checkout; the index changes with the dirty state.
-    for path in [".git/HEAD", ".git/index"] {
-        if std::path::Path::new(path).exists() {
+    // Rebuild when HEAD moves (checkout, or a commit on the current branch) or the dirty state changes.
+    let mut watched = vec![".git/HEAD".to_string(), ".git/index".to_string()];
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD")
+        && let Some(branch_ref) = head.trim().strip_prefix("ref: ")
+    {
+        watched.push(format!(".git/{branch_ref}"));
+    }
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
