@@ -49,4 +49,26 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+
+    #[error("the API server does not serve kind {kind} in {api_version} (is its CRD installed?)")]
+    UnknownKind { api_version: String, kind: String },
+
+    #[error("{object} is namespaced but has no namespace")]
+    MissingNamespace { object: String },
+
+    #[error("invalid object: {source}")]
+    Object {
+        #[source]
+        source: capstan_core::ObjectError,
+    },
+
+    /// The API server refused the request; `message` is its own explanation (field paths included).
+    #[error("{verb} {object}: {message} ({reason}, HTTP {code})")]
+    Rejected {
+        verb: String,
+        object: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
 }

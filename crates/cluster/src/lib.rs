@@ -6,9 +6,12 @@
 
 mod connect;
 mod error;
+mod resources;
 
 pub use connect::{ConnectOptions, KubeconfigSource};
 pub use error::ClusterError;
+pub use kube::api::PropagationPolicy;
+pub use resources::{Deleted, Ownership, ResolvedKind};
 
 use k8s_openapi::apimachinery::pkg::version::Info;
 
@@ -21,6 +24,7 @@ pub struct Cluster {
     client: kube::Client,
     server_url: String,
     source: KubeconfigSource,
+    discovery: resources::DiscoveryCache,
 }
 
 impl Cluster {
@@ -36,6 +40,7 @@ impl Cluster {
             client,
             server_url,
             source,
+            discovery: Default::default(),
         })
     }
 

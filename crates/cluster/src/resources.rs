@@ -1,0 +1,185 @@
+//! Object verbs for every other stage: resolve a kind to its resource (with a discovery cache), and
+//! get, server-side apply (for real or as a dry-run) and delete one object. Field manager: `capstan`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use capstan_core::ObjectRef;
+use kube::Api;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    PropagationPolicy,
+};
+use kube::discovery::{self, Scope};
+
+use crate::{Cluster, ClusterError, FIELD_MANAGER};
+
+/// A kind as the API server serves it.
+#[derive(Clone, Debug)]
+pub struct ResolvedKind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// Discovery answers keyed by (group, version, kind). Shared by clones of one [`Cluster`].
+#[derive(Clone, Default)]
+pub(crate) struct DiscoveryCache(Arc<Mutex<HashMap<(String, String, String), ResolvedKind>>>);
+
+/// How an apply treats fields another manager owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Git wins: take every declared field back from whoever changed it.
+    Force,
+    /// Stop with a conflict error naming the other manager and the fields.
+    Respect,
+}
+
+/// What a delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The server accepted the delete (the object may still be finalizing).
+    Requested,
+    /// It was already gone.
+    AlreadyGone,
+}
+
+impl Cluster {
+    /// Resolves a kind to its resource, asking the API server once per kind until
+    /// [`Cluster::forget_discovery`].
+    pub async fn resolve(&self, object: &ObjectRef) -> Result<ResolvedKind, ClusterError> {
+        let key = (
+            object.group.clone(),
+            object.version.clone(),
+            object.kind.clone(),
+        );
+        if let Some(hit) = self.discovery.lock_cache().get(&key) {
+            return Ok(hit.clone());
+        }
+        let gvk = GroupVersionKind::gvk(&object.group, &object.version, &object.kind);
+        let (resource, capabilities) =
+            discovery::pinned_kind(&self.client, &gvk)
+                .await
+                .map_err(|source| match source {
+                    kube::Error::Discovery(_) => ClusterError::UnknownKind {
+                        api_version: object.api_version(),
+                        kind: object.kind.clone(),
+                    },
+                    kube::Error::Api(ref status) if status.code == 404 => {
+                        ClusterError::UnknownKind {
+                            api_version: object.api_version(),
+                            kind: object.kind.clone(),
+                        }
+                    }
+                    other => {
+                        self.request_error(format!("discovery of {}", object.api_version()), other)
+                    }
+                })?;
+        let resolved = ResolvedKind {
+            resource,
+            namespaced: capabilities.scope == Scope::Namespaced,
+        };
+        self.discovery.lock_cache().insert(key, resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Drops cached discovery, e.g. after CRDs were applied or removed.
+    pub fn forget_discovery(&self) {
+        self.discovery.lock_cache().clear();
+    }
+
+    async fn api_for(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
+        let kind = self.resolve(object).await?;
+        Ok(match (&object.namespace, kind.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
+            (None, true) => {
+                return Err(ClusterError::MissingNamespace {
+                    object: object.to_string(),
+                });
+            }
+            (_, false) => Api::all_with(self.client.clone(), &kind.resource),
+        })
+    }
+
+    /// The live object, or `None` when it does not exist.
+    pub async fn get(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
+        let api = self.api_for(object).await?;
+        api.get_opt(&object.name)
+            .await
+            .map_err(|e| self.object_error("get", object, e))
+    }
+
+    /// Server-side apply with field manager `capstan`. With `dry_run`, the server answers with the
+    /// object as it would store it, and stores nothing.
+    pub async fn apply(
+        &self,
+        desired: &DynamicObject,
+        ownership: Ownership,
+        dry_run: bool,
+    ) -> Result<DynamicObject, ClusterError> {
+        let object =
+            ObjectRef::from_object(desired).map_err(|source| ClusterError::Object { source })?;
+        let api = self.api_for(&object).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if ownership == Ownership::Force {
+            params = params.force();
+        }
+        if dry_run {
+            params = params.dry_run();
+        }
+        let verb = if dry_run { "dry-run apply" } else { "apply" };
+        api.patch(&object.name, &params, &Patch::Apply(desired))
+            .await
+            .map_err(|e| self.object_error(verb, &object, e))
+    }
+
+    /// Deletes one object with the given propagation policy.
+    pub async fn delete(
+        &self,
+        object: &ObjectRef,
+        propagation: PropagationPolicy,
+    ) -> Result<Deleted, ClusterError> {
+        let api = self.api_for(object).await?;
+        let params = DeleteParams {
+            propagation_policy: Some(propagation),
+            ..Default::default()
+        };
+        match api.delete(&object.name, &params).await {
+            Ok(_) => Ok(Deleted::Requested),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Deleted::AlreadyGone),
+            Err(e) => Err(self.object_error("delete", object, e)),
+        }
+    }
+
+    fn object_error(&self, verb: &str, object: &ObjectRef, source: kube::Error) -> ClusterError {
+        match source {
+            kube::Error::Api(status) => ClusterError::Rejected {
+                verb: verb.to_string(),
+                object: object.to_string(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            other => self.request_error(format!("{verb} {object}"), other),
+        }
+    }
+
+    fn request_error(&self, what: String, source: kube::Error) -> ClusterError {
+        ClusterError::Request {
+            server: self.server_url.clone(),
+            what,
+            source,
+        }
+    }
+}
+
+impl DiscoveryCache {
+    fn lock_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), ResolvedKind>> {
+        // A panic while holding the lock cannot leave the map half-written (insert/clear are atomic
+        // from our side), so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
