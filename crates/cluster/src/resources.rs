@@ -21,9 +21,12 @@ pub struct ResolvedKind {
     pub namespaced: bool,
 }
 
-/// Discovery answers keyed by (group, version, kind). Shared by clones of one [`Cluster`].
+/// (group, version, kind)
+type KindKey = (String, String, String);
+
+/// Discovery answers by kind. Shared by clones of one [`Cluster`].
 #[derive(Clone, Default)]
-pub(crate) struct DiscoveryCache(Arc<Mutex<HashMap<(String, String, String), ResolvedKind>>>);
+pub(crate) struct DiscoveryCache(Arc<Mutex<HashMap<KindKey, ResolvedKind>>>);
 
 /// How an apply treats fields another manager owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,9 +176,7 @@ impl Cluster {
 }
 
 impl DiscoveryCache {
-    fn lock_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), ResolvedKind>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<KindKey, ResolvedKind>> {
         // A panic while holding the lock cannot leave the map half-written (insert/clear are atomic
         // from our side), so a poisoned lock is still usable.
         self.0
