@@ -4,6 +4,7 @@
 //! does it) and the questions Capstan asks the API server. Later stages reach the cluster only through
 //! the [`Cluster`] handle, so timeouts, the field manager and error wording live in one place.
 
+mod config_maps;
 mod connect;
 mod error;
 mod resources;
@@ -68,5 +69,24 @@ impl Cluster {
                 what: "GET /version".into(),
                 source,
             })
+    }
+
+    /// The API server's refusal as [`ClusterError::Rejected`] (its message names the fields), anything
+    /// else as a transport-level [`ClusterError::Request`].
+    fn api_error(&self, verb: &str, object: String, source: kube::Error) -> ClusterError {
+        match source {
+            kube::Error::Api(status) => ClusterError::Rejected {
+                verb: verb.to_string(),
+                object,
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            other => ClusterError::Request {
+                server: self.server_url.clone(),
+                what: format!("{verb} {object}"),
+                source: other,
+            },
+        }
     }
 }

@@ -73,9 +73,7 @@ impl Cluster {
                             kind: object.kind.clone(),
                         }
                     }
-                    other => {
-                        self.request_error(format!("discovery of {}", object.api_version()), other)
-                    }
+                    other => self.api_error("discover", object.api_version(), other),
                 })?;
         let resolved = ResolvedKind {
             resource,
@@ -108,7 +106,7 @@ impl Cluster {
         let api = self.api_for(object).await?;
         api.get_opt(&object.name)
             .await
-            .map_err(|e| self.object_error("get", object, e))
+            .map_err(|e| self.api_error("get", object.to_string(), e))
     }
 
     /// Server-side apply with field manager `capstan`. With `dry_run`, the server answers with the
@@ -132,7 +130,7 @@ impl Cluster {
         let verb = if dry_run { "dry-run apply" } else { "apply" };
         api.patch(&object.name, &params, &Patch::Apply(desired))
             .await
-            .map_err(|e| self.object_error(verb, &object, e))
+            .map_err(|e| self.api_error(verb, object.to_string(), e))
     }
 
     /// Deletes one object with the given propagation policy.
@@ -149,28 +147,7 @@ impl Cluster {
         match api.delete(&object.name, &params).await {
             Ok(_) => Ok(Deleted::Requested),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(Deleted::AlreadyGone),
-            Err(e) => Err(self.object_error("delete", object, e)),
-        }
-    }
-
-    fn object_error(&self, verb: &str, object: &ObjectRef, source: kube::Error) -> ClusterError {
-        match source {
-            kube::Error::Api(status) => ClusterError::Rejected {
-                verb: verb.to_string(),
-                object: object.to_string(),
-                code: status.code,
-                reason: status.reason.clone(),
-                message: status.message.clone(),
-            },
-            other => self.request_error(format!("{verb} {object}"), other),
-        }
-    }
-
-    fn request_error(&self, what: String, source: kube::Error) -> ClusterError {
-        ClusterError::Request {
-            server: self.server_url.clone(),
-            what,
-            source,
+            Err(e) => Err(self.api_error("delete", object.to_string(), e)),
         }
     }
 }

@@ -32,7 +32,7 @@ impl AppId {
     }
 
     /// The label value: the app name when it is a valid label value, else a stable hash of the owner.
-    fn label_value(&self) -> String {
+    pub fn label_value(&self) -> String {
         let valid = self.name.len() <= 63
             && self
                 .name

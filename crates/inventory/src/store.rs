@@ -1,0 +1,328 @@
+//! Stores an [`Inventory`] in ConfigMaps in the app's namespace, safe against crashes and concurrent
+//! writers.
+//!
+//! Layout: a head ConfigMap `capstan-inventory-<app>` holds the objects inline while they fit (one atomic
+//! write). Bigger inventories (10,000 objects are ~700 KiB; an object is capped at 1 MiB) go into shard
+//! ConfigMaps `capstan-inventory-<app>-g<generation>-<index>`: the new generation's shards are written
+//! first, then the head is switched to it with a resourceVersion precondition, then older shards are
+//! deleted. A crash at any point leaves a head that names complete shards; leftovers of an unfinished
+//! write are removed by the next one.
+
+use std::collections::BTreeMap;
+
+use capstan_cluster::{Cluster, ClusterError};
+use capstan_core::ownership::{self, AppId};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+
+use crate::{DecodeError, Inventory};
+
+/// Shards stay well below the API server's 1 MiB object limit (and etcd's 1.5 MiB request limit).
+const SHARD_BYTES: usize = 700 * 1024;
+const FORMAT: &str = "1";
+const INVENTORY_LABEL: &str = "capstan.dev/inventory";
+const GENERATION_LABEL: &str = "capstan.dev/inventory-generation";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("inventory of app {app}: {source}")]
+    Cluster {
+        app: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
+    #[error(
+        "inventory of app {app} was changed by someone else since it was read (another sync running?); \
+         retry"
+    )]
+    Conflict { app: String },
+    #[error("inventory of app {app}: ConfigMap {config_map} is {problem}")]
+    Corrupt {
+        app: String,
+        config_map: String,
+        problem: String,
+    },
+    #[error("inventory of app {app}, ConfigMap {config_map}: {source}")]
+    Decode {
+        app: String,
+        config_map: String,
+        #[source]
+        source: DecodeError,
+    },
+}
+
+/// An inventory as read, with what a later save must check to detect concurrent writers.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    pub inventory: Inventory,
+    /// The head's resourceVersion; `None` when the app has no inventory yet.
+    pub resource_version: Option<String>,
+    generation: u64,
+}
+
+pub struct InventoryStore {
+    cluster: Cluster,
+    app: AppId,
+}
+
+impl InventoryStore {
+    pub fn new(cluster: Cluster, app: AppId) -> Self {
+        Self { cluster, app }
+    }
+
+    pub fn head_name(&self) -> String {
+        format!("capstan-inventory-{}", self.app.name)
+    }
+
+    fn shard_name(&self, generation: u64, index: usize) -> String {
+        format!("{}-g{generation}-{index}", self.head_name())
+    }
+
+    fn cluster_error(&self, source: ClusterError) -> InventoryError {
+        match source {
+            ClusterError::Rejected { code: 409, .. } => InventoryError::Conflict {
+                app: self.app.to_string(),
+            },
+            source => InventoryError::Cluster {
+                app: self.app.to_string(),
+                source: Box::new(source),
+            },
+        }
+    }
+
+    fn corrupt(&self, config_map: &str, problem: impl Into<String>) -> InventoryError {
+        InventoryError::Corrupt {
+            app: self.app.to_string(),
+            config_map: config_map.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    pub async fn load(&self) -> Result<Stored, InventoryError> {
+        let namespace = &self.app.namespace;
+        let head_name = self.head_name();
+        let Some(head) = self
+            .cluster
+            .config_map(namespace, &head_name)
+            .await
+            .map_err(|e| self.cluster_error(e))?
+        else {
+            return Ok(Stored::default());
+        };
+        let data = head.data.unwrap_or_default();
+        let field = |key: &str| data.get(key).map(String::as_str);
+        if field("format") != Some(FORMAT) {
+            return Err(self.corrupt(
+                &head_name,
+                format!("in unknown format {:?}", field("format")),
+            ));
+        }
+        let number = |key: &str| -> Result<u64, InventoryError> {
+            field(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| self.corrupt(&head_name, format!("missing a numeric {key:?}")))
+        };
+        let generation = number("generation")?;
+        let shards = number("shards")?;
+        let mut inventory =
+            Inventory::decode(field("objects").unwrap_or_default()).map_err(|source| {
+                InventoryError::Decode {
+                    app: self.app.to_string(),
+                    config_map: head_name.clone(),
+                    source,
+                }
+            })?;
+        for index in 0..shards as usize {
+            let shard_name = self.shard_name(generation, index);
+            let shard = self
+                .cluster
+                .config_map(namespace, &shard_name)
+                .await
+                .map_err(|e| self.cluster_error(e))?
+                .ok_or_else(|| self.corrupt(&shard_name, "missing"))?;
+            let text = shard
+                .data
+                .as_ref()
+                .and_then(|d| d.get("objects"))
+                .ok_or_else(|| self.corrupt(&shard_name, "missing its objects"))?;
+            let part = Inventory::decode(text).map_err(|source| InventoryError::Decode {
+                app: self.app.to_string(),
+                config_map: shard_name.clone(),
+                source,
+            })?;
+            inventory = inventory.union(&part);
+        }
+        Ok(Stored {
+            inventory,
+            resource_version: head.metadata.resource_version,
+            generation,
+        })
+    }
+
+    /// Writes `inventory` in place of `previous` (as returned by [`InventoryStore::load`]). Fails with
+    /// [`InventoryError::Conflict`] when someone else wrote in between.
+    pub async fn save(
+        &self,
+        previous: &Stored,
+        inventory: &Inventory,
+    ) -> Result<Stored, InventoryError> {
+        let namespace = &self.app.namespace;
+        let text = inventory.encode();
+        let generation = previous.generation + 1;
+        let chunks = if text.len() <= SHARD_BYTES {
+            Vec::new()
+        } else {
+            split_at_lines(&text, SHARD_BYTES)
+        };
+        let mut written_shards = Vec::with_capacity(chunks.len());
+        for (index, chunk) in chunks.iter().enumerate() {
+            let name = self.shard_name(generation, index);
+            let shard = self.config_map(
+                name.clone(),
+                Some(generation),
+                [("objects", chunk.to_string())],
+            );
+            // A crashed earlier attempt may have left a shard under this name: replace it.
+            self.cluster
+                .delete_config_map(namespace, &name)
+                .await
+                .map_err(|e| self.cluster_error(e))?;
+            self.cluster
+                .create_config_map(namespace, &shard)
+                .await
+                .map_err(|e| self.cluster_error(e))?;
+            written_shards.push(name);
+        }
+        let shard_count = chunks.len();
+        let inline = if shard_count == 0 {
+            text.clone()
+        } else {
+            String::new()
+        };
+        let mut head = self.config_map(
+            self.head_name(),
+            None,
+            [
+                ("format", FORMAT.to_string()),
+                ("generation", generation.to_string()),
+                ("shards", shard_count.to_string()),
+                ("objects", inline),
+            ],
+        );
+        let written = match &previous.resource_version {
+            Some(resource_version) => {
+                head.metadata.resource_version = Some(resource_version.clone());
+                self.cluster.replace_config_map(namespace, &head).await
+            }
+            None => self.cluster.create_config_map(namespace, &head).await,
+        };
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                self.delete_shards(|name| written_shards.iter().any(|w| w == name))
+                    .await?;
+                return Err(self.cluster_error(e));
+            }
+        };
+        self.delete_shards(|name| !written_shards.iter().any(|w| w == name))
+            .await?;
+        Ok(Stored {
+            inventory: inventory.clone(),
+            resource_version: written.metadata.resource_version,
+            generation,
+        })
+    }
+
+    /// Removes the inventory: head and every shard. For `capstan delete` after its objects are gone.
+    pub async fn delete(&self) -> Result<(), InventoryError> {
+        self.cluster
+            .delete_config_map(&self.app.namespace, &self.head_name())
+            .await
+            .map_err(|e| self.cluster_error(e))?;
+        self.delete_shards(|_| true).await
+    }
+
+    /// Deletes this app's shard ConfigMaps whose name `doomed` accepts.
+    async fn delete_shards(&self, doomed: impl Fn(&str) -> bool) -> Result<(), InventoryError> {
+        let selector = format!(
+            "{INVENTORY_LABEL}={},{GENERATION_LABEL}",
+            self.app.label_value()
+        );
+        let prefix = format!("{}-g", self.head_name());
+        let shards = self
+            .cluster
+            .list_config_maps(&self.app.namespace, &selector)
+            .await
+            .map_err(|e| self.cluster_error(e))?;
+        for name in shards.into_iter().filter_map(|shard| shard.metadata.name) {
+            if name.starts_with(&prefix) && doomed(&name) {
+                self.cluster
+                    .delete_config_map(&self.app.namespace, &name)
+                    .await
+                    .map_err(|e| self.cluster_error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn config_map<const N: usize>(
+        &self,
+        name: String,
+        generation: Option<u64>,
+        data: [(&str, String); N],
+    ) -> ConfigMap {
+        let mut labels = BTreeMap::from([(INVENTORY_LABEL.to_string(), self.app.label_value())]);
+        if let Some(generation) = generation {
+            labels.insert(GENERATION_LABEL.to_string(), generation.to_string());
+        }
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            ownership::OWNER_ANNOTATION.to_string(),
+            self.app.to_string(),
+        );
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(self.app.namespace.clone()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                ..Default::default()
+            },
+            data: Some(data.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Splits `text` into chunks of at most `limit` bytes, only after a newline.
+fn split_at_lines(text: &str, limit: usize) -> Vec<&str> {
+    let mut chunks = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.len() <= limit {
+            chunks.push(rest);
+            break;
+        }
+        // Lines are far shorter than a shard, so a newline exists within the limit.
+        let cut = rest[..limit].rfind('\n').map_or(limit, |i| i + 1);
+        chunks.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_end_on_line_boundaries_and_rejoin() {
+        let text: String = (0..1000)
+            .map(|i| format!("v1 ConfigMap ns cm-{i}\n"))
+            .collect();
+        let chunks = split_at_lines(&text, 1000);
+        assert!(chunks.len() > 1);
+        assert!(chunks.iter().all(|c| c.len() <= 1000 && c.ends_with('\n')));
+        assert_eq!(chunks.concat(), text);
+    }
+}
