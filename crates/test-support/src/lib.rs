@@ -137,6 +137,27 @@ fn environment_alive(env_dir: &Path) -> bool {
     any
 }
 
+/// The testenv's kubectl (v1.34, built by `testenv/build`), pointed at the test cluster: for acting as
+/// another field manager the way users do (`kubectl scale`, `kubectl edit`).
+pub fn kubectl() -> Command {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        let output = Command::new(workspace_root().join("testenv/build"))
+            .stderr(Stdio::null())
+            .output()
+            .expect("run testenv/build");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let k8s_bin = stdout
+            .lines()
+            .next()
+            .expect("testenv/build prints the kubernetes bin dir");
+        Path::new(k8s_bin).join("kubectl")
+    });
+    let mut command = Command::new(bin);
+    command.arg("--kubeconfig").arg(kubeconfig());
+    command
+}
+
 /// A connection to the test cluster, made in the calling test's runtime.
 pub async fn cluster() -> Cluster {
     let options = ConnectOptions {

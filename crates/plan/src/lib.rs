@@ -1,0 +1,504 @@
+//! The plan stage: for each desired object, what a sync would do to the cluster, and why.
+//!
+//! For every object the server answers a server-side apply dry-run (field manager `capstan`, forced:
+//! Git wins); the answer is compared with the live object after [`normalize::comparable`]. The result
+//! is create / update (with a diff and the foreign managers of drifted fields) / unchanged, plus the
+//! prune candidates: objects in the previous inventory that are no longer desired, split into those
+//! that carry this app's ownership mark and those that must be left alone.
+//!
+//! The plan itself does no I/O: it asks a [`ServerView`] (implemented by `capstan_cluster::Cluster`),
+//! so the same inputs and the same server answers always give the same plan and the same hash.
+
+pub mod diff;
+pub mod drift;
+pub mod mask;
+pub mod normalize;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
+use capstan_core::ownership::{self, AppId};
+use capstan_core::{ObjectError, ObjectRef};
+use capstan_inventory::Inventory;
+use futures::{StreamExt, stream};
+use kube::api::DynamicObject;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use drift::FieldDrift;
+
+/// Annotation that keeps one object out of prune.
+pub const PRUNE_ANNOTATION: &str = "capstan.dev/prune";
+/// Dry-runs in flight at once; the client's own rate limits still apply.
+const CONCURRENCY: usize = 16;
+
+/// One object to sync, with where it came from (file and document) for messages.
+#[derive(Clone, Debug)]
+pub struct DesiredObject {
+    pub object: DynamicObject,
+    pub provenance: String,
+}
+
+/// What the plan needs from the cluster. `Cluster` implements it; the plan never talks to the API
+/// server itself.
+pub trait ServerView {
+    /// `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` when the server does not know the
+    /// kind (yet).
+    fn namespaced(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<bool>, ClusterError>> + Send;
+    fn dry_run_apply(
+        &self,
+        desired: &DynamicObject,
+    ) -> impl Future<Output = Result<DynamicObject, ClusterError>> + Send;
+    fn live(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<DynamicObject>, ClusterError>> + Send;
+}
+
+impl ServerView for Cluster {
+    async fn namespaced(&self, object: &ObjectRef) -> Result<Option<bool>, ClusterError> {
+        match self.resolve(object).await {
+            Ok(kind) => Ok(Some(kind.namespaced)),
+            Err(ClusterError::UnknownKind { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    async fn dry_run_apply(&self, desired: &DynamicObject) -> Result<DynamicObject, ClusterError> {
+        self.apply(desired, Ownership::Force, true).await
+    }
+    async fn live(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
+        self.get(object).await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{provenance}: {source}")]
+    Invalid {
+        provenance: String,
+        #[source]
+        source: ObjectError,
+    },
+    #[error(
+        "{provenance}: {object}: the cluster does not serve {api_version} {kind} and no \
+         CustomResourceDefinition for it is part of this sync"
+    )]
+    UnknownKind {
+        provenance: String,
+        object: String,
+        api_version: String,
+        kind: String,
+    },
+    #[error("{provenance}: {object} is declared twice (also in {first})")]
+    Duplicate {
+        provenance: String,
+        object: String,
+        first: String,
+    },
+    #[error("{provenance}: {source}")]
+    Server {
+        provenance: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+}
+
+/// The plan for one desired object.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    pub object: ObjectRef,
+    pub provenance: String,
+    pub action: Action,
+    /// Unified YAML diff, Secret values masked; empty for unchanged objects.
+    pub diff: String,
+    /// Fields Git takes back from other managers.
+    pub drift: Vec<FieldDrift>,
+    /// Created in this sync after its CRD, so the server could not dry-run it.
+    pub unverified: bool,
+    /// What apply sends: the desired object with namespace defaulted and the ownership mark set.
+    #[serde(skip)]
+    pub desired: DynamicObject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_resource_version: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneDecision {
+    /// In the previous inventory, carries this app's mark: deleted by a sync with prune.
+    Delete,
+    /// In the previous inventory but the live object does not carry this app's mark: never touched.
+    NotOwned,
+    /// Annotated `capstan.dev/prune: disabled`.
+    Disabled,
+    /// Already gone; only dropped from the inventory.
+    Gone,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PruneCandidate {
+    pub object: ObjectRef,
+    pub decision: PruneDecision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_resource_version: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub app: String,
+    pub changes: Vec<Change>,
+    pub prune: Vec<PruneCandidate>,
+    /// sha256 over the desired objects and the live resourceVersions the plan was made against.
+    pub hash: String,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    pub fn prunes(&self) -> impl Iterator<Item = &PruneCandidate> {
+        self.prune
+            .iter()
+            .filter(|p| p.decision == PruneDecision::Delete)
+    }
+
+    /// Whether a sync (with prune when `prune`) would change the cluster.
+    pub fn has_changes(&self, prune: bool) -> bool {
+        self.changes.iter().any(|c| c.action != Action::Unchanged)
+            || (prune && self.prunes().next().is_some())
+    }
+
+    /// The objects this plan applies, as an inventory.
+    pub fn desired_inventory(&self) -> Inventory {
+        self.changes.iter().map(|c| c.object.clone()).collect()
+    }
+}
+
+/// Plans `desired` for `app` into `namespace` against `view`, with `previous` as the last inventory.
+pub async fn plan<V: ServerView + Sync>(
+    view: &V,
+    app: &AppId,
+    namespace: &str,
+    desired: Vec<DesiredObject>,
+    previous: &Inventory,
+) -> Result<Plan, PlanError> {
+    let crds_in_set = custom_kinds_defined(&desired);
+    let mut prepared = Vec::with_capacity(desired.len());
+    let mut seen: HashMap<ObjectRef, String> = HashMap::new();
+    for item in desired {
+        let (object, reference) = prepare(
+            view,
+            app,
+            namespace,
+            item.object,
+            &crds_in_set,
+            &item.provenance,
+        )
+        .await?;
+        if let Some(first) = seen.get(&reference) {
+            return Err(PlanError::Duplicate {
+                provenance: item.provenance,
+                object: reference.to_string(),
+                first: first.clone(),
+            });
+        }
+        seen.insert(reference.clone(), item.provenance.clone());
+        prepared.push((object, reference, item.provenance));
+    }
+
+    let crds_in_set = &crds_in_set;
+    let changes: Vec<Change> = stream::iter(prepared)
+        .map(|(object, reference, provenance)| async move {
+            let unverified = crds_in_set
+                .contains_key(&(reference.group.clone(), reference.kind.clone()))
+                && view
+                    .namespaced(&reference)
+                    .await
+                    .map_err(|e| server_error(&provenance, e))?
+                    .is_none();
+            if unverified {
+                return Ok(Change {
+                    diff: diff::unified(
+                        None,
+                        Some(&shown(&object_value(&object), None)),
+                        &reference.to_string(),
+                    ),
+                    object: reference,
+                    provenance,
+                    action: Action::Create,
+                    drift: Vec::new(),
+                    unverified: true,
+                    desired: object,
+                    live_resource_version: None,
+                });
+            }
+            // Controllers write too (a Deployment gets its revision annotation right after a
+            // change): compare only a live object and a dry-run made from the same resourceVersion.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let live = view
+                    .live(&reference)
+                    .await
+                    .map_err(|e| server_error(&provenance, e))?;
+                let predicted = view
+                    .dry_run_apply(&object)
+                    .await
+                    .map_err(|e| server_error(&provenance, e))?;
+                let consistent = live.as_ref().is_none_or(|live| {
+                    live.metadata.resource_version == predicted.metadata.resource_version
+                });
+                if consistent || attempts >= 5 {
+                    return Ok(compare(
+                        reference,
+                        provenance,
+                        object,
+                        live.as_ref(),
+                        &predicted,
+                    ));
+                }
+            }
+        })
+        .buffered(CONCURRENCY)
+        .collect::<Vec<Result<Change, PlanError>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+
+    let desired_inventory: Inventory = changes.iter().map(|c| c.object.clone()).collect();
+    let mut prune = Vec::new();
+    for candidate in previous.missing_from(&desired_inventory) {
+        let provenance = format!("inventory of {app}");
+        let live = match view
+            .namespaced(&candidate)
+            .await
+            .map_err(|e| server_error(&provenance, e))?
+        {
+            // The kind is gone (its CRD was removed): nothing left to delete.
+            None => None,
+            Some(_) => view
+                .live(&candidate)
+                .await
+                .map_err(|e| server_error(&provenance, e))?,
+        };
+        let decision = match &live {
+            None => PruneDecision::Gone,
+            Some(live) if !ownership::is_owned_by(live, app) => PruneDecision::NotOwned,
+            Some(live) if annotation(live, PRUNE_ANNOTATION) == Some("disabled") => {
+                PruneDecision::Disabled
+            }
+            Some(_) => PruneDecision::Delete,
+        };
+        prune.push(PruneCandidate {
+            live_resource_version: live.and_then(|l| l.metadata.resource_version),
+            object: candidate,
+            decision,
+        });
+    }
+
+    let hash = plan_hash(&changes, &prune);
+    Ok(Plan {
+        app: app.to_string(),
+        changes,
+        prune,
+        hash,
+    })
+}
+
+fn server_error(provenance: &str, source: ClusterError) -> PlanError {
+    PlanError::Server {
+        provenance: provenance.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// (group, kind) → namespaced, for every CustomResourceDefinition in the desired set.
+fn custom_kinds_defined(desired: &[DesiredObject]) -> HashMap<(String, String), bool> {
+    desired
+        .iter()
+        .filter(|d| {
+            d.object.types.as_ref().is_some_and(|t| {
+                t.kind == "CustomResourceDefinition"
+                    && t.api_version.starts_with("apiextensions.k8s.io/")
+            })
+        })
+        .filter_map(|d| {
+            let spec = d.object.data.get("spec")?;
+            let group = spec.get("group")?.as_str()?.to_string();
+            let kind = spec.pointer("/names/kind")?.as_str()?.to_string();
+            let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
+            Some(((group, kind), namespaced))
+        })
+        .collect()
+}
+
+/// Defaults the namespace of namespaced objects, refuses a namespace on cluster-scoped ones, and sets
+/// the ownership mark.
+async fn prepare<V: ServerView>(
+    view: &V,
+    app: &AppId,
+    namespace: &str,
+    mut object: DynamicObject,
+    crds_in_set: &HashMap<(String, String), bool>,
+    provenance: &str,
+) -> Result<(DynamicObject, ObjectRef), PlanError> {
+    let reference = ObjectRef::from_object(&object).map_err(|source| PlanError::Invalid {
+        provenance: provenance.to_string(),
+        source,
+    })?;
+    let namespaced = match view
+        .namespaced(&reference)
+        .await
+        .map_err(|e| server_error(provenance, e))?
+    {
+        Some(namespaced) => namespaced,
+        None => *crds_in_set
+            .get(&(reference.group.clone(), reference.kind.clone()))
+            .ok_or_else(|| PlanError::UnknownKind {
+                provenance: provenance.to_string(),
+                object: reference.to_string(),
+                api_version: reference.api_version(),
+                kind: reference.kind.clone(),
+            })?,
+    };
+    if namespaced {
+        object
+            .metadata
+            .namespace
+            .get_or_insert_with(|| namespace.to_string());
+    } else {
+        // A namespace on a cluster-scoped object is ignored by the server; drop it so the inventory
+        // and messages name the object the way the server does.
+        object.metadata.namespace = None;
+    }
+    ownership::mark(&mut object, app);
+    let reference = ObjectRef::from_object(&object).map_err(|source| PlanError::Invalid {
+        provenance: provenance.to_string(),
+        source,
+    })?;
+    Ok((object, reference))
+}
+
+fn object_value(object: &DynamicObject) -> Value {
+    // A DynamicObject always serialises to JSON (string keys, no non-finite floats from YAML/JSON).
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+/// The comparable form of `value`, with Secret data masked against `other` when it is a Secret.
+fn shown(value: &Value, other: Option<&Value>) -> Value {
+    let mut value = normalize::comparable(value);
+    if mask::is_secret(&value) {
+        let mut other = other.map(normalize::comparable);
+        mask::mask_secret_pair(other.as_mut(), Some(&mut value));
+    }
+    value
+}
+
+fn compare(
+    reference: ObjectRef,
+    provenance: String,
+    desired: DynamicObject,
+    live: Option<&DynamicObject>,
+    predicted: &DynamicObject,
+) -> Change {
+    let predicted_value = object_value(predicted);
+    let label = reference.to_string();
+    let Some(live) = live else {
+        return Change {
+            diff: diff::unified(None, Some(&shown(&predicted_value, None)), &label),
+            object: reference,
+            provenance,
+            action: Action::Create,
+            drift: Vec::new(),
+            unverified: false,
+            desired,
+            live_resource_version: None,
+        };
+    };
+    let live_value = object_value(live);
+    let (live_comparable, predicted_comparable) = (
+        normalize::comparable(&live_value),
+        normalize::comparable(&predicted_value),
+    );
+    let action = if live_comparable == predicted_comparable {
+        Action::Unchanged
+    } else {
+        Action::Update
+    };
+    let (diff, drift) = if action == Action::Update {
+        let mut before = live_comparable.clone();
+        let mut after = predicted_comparable.clone();
+        if mask::is_secret(&after) {
+            mask::mask_secret_pair(Some(&mut before), Some(&mut after));
+        }
+        (
+            diff::unified(Some(&before), Some(&after), &label),
+            drift::drift(&live_value, &predicted_value, FIELD_MANAGER),
+        )
+    } else {
+        (String::new(), Vec::new())
+    };
+    Change {
+        object: reference,
+        provenance,
+        action,
+        diff,
+        drift,
+        unverified: false,
+        desired,
+        live_resource_version: live.metadata.resource_version.clone(),
+    }
+}
+
+/// Hash over what was desired and what it was compared against: a plan file stays valid only while
+/// both are unchanged.
+fn plan_hash(changes: &[Change], prune: &[PruneCandidate]) -> String {
+    let mut hasher = Sha256::new();
+    for change in changes {
+        let desired = normalize::canonical(object_value(&change.desired));
+        hasher.update(desired.to_string().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(
+            change
+                .live_resource_version
+                .as_deref()
+                .unwrap_or("-")
+                .as_bytes(),
+        );
+        hasher.update(b"\n");
+    }
+    let mut pruned: BTreeMap<String, &str> = BTreeMap::new();
+    for candidate in prune {
+        pruned.insert(
+            format!("{:?} {}", candidate.decision, candidate.object),
+            candidate.live_resource_version.as_deref().unwrap_or("-"),
+        );
+    }
+    for (object, resource_version) in pruned {
+        hasher.update(format!("prune {object} {resource_version}\n").as_bytes());
+    }
+    format!("{:x}", hasher.finalize())
+}
