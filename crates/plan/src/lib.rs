@@ -14,7 +14,7 @@ pub mod drift;
 pub mod mask;
 pub mod normalize;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
@@ -126,7 +126,7 @@ pub struct Change {
     pub diff: String,
     /// Fields Git takes back from other managers.
     pub drift: Vec<FieldDrift>,
-    /// Created in this sync after its CRD, so the server could not dry-run it.
+    /// Created in this sync after its CRD or its Namespace, so the server could not dry-run it.
     pub unverified: bool,
     /// What apply sends: the desired object with namespace defaulted and the ownership mark set.
     #[serde(skip)]
@@ -220,16 +220,35 @@ pub async fn plan<V: ServerView + Sync>(
         prepared.push((object, reference, item.provenance));
     }
 
-    let crds_in_set = &crds_in_set;
+    // Namespaces this sync creates: objects in them cannot be dry-run before they exist.
+    let mut new_namespaces = HashSet::new();
+    for (_, reference, provenance) in &prepared {
+        if reference.group.is_empty() && reference.kind == "Namespace" {
+            let exists = view
+                .live(reference)
+                .await
+                .map_err(|e| server_error(provenance, e))?
+                .is_some();
+            if !exists {
+                new_namespaces.insert(reference.name.clone());
+            }
+        }
+    }
+    let (crds_in_set, new_namespaces) = (&crds_in_set, &new_namespaces);
     let changes: Vec<Change> = stream::iter(prepared)
         .map(|(object, reference, provenance)| async move {
-            let unverified = crds_in_set
+            let in_new_namespace = reference
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| new_namespaces.contains(ns));
+            let kind_from_new_crd = crds_in_set
                 .contains_key(&(reference.group.clone(), reference.kind.clone()))
                 && view
                     .namespaced(&reference)
                     .await
                     .map_err(|e| server_error(&provenance, e))?
                     .is_none();
+            let unverified = in_new_namespace || kind_from_new_crd;
             if unverified {
                 return Ok(Change {
                     diff: diff::unified(

@@ -1,0 +1,437 @@
+//! The apply stage: carries out a [`Plan`] on the cluster, in order, and reports exactly what it changed.
+//!
+//! Steps follow [`order`]: phase, wave, kind rank. Objects of one step go out in parallel (bounded);
+//! steps run one after another, and a step that created CustomResourceDefinitions waits until they are
+//! Established before the next one (whose custom resources need them). Unchanged objects are not sent.
+//! Server-side apply uses field manager `capstan` and, by default, force: Git takes back every field it
+//! declares. An immutable-field rejection is turned into delete + create only when the object or the
+//! app opts in (`capstan.dev/sync-options: Replace=true`). Prune runs last, in reverse order, and only
+//! deletes candidates the plan marked [`PruneDecision::Delete`] (in the previous inventory and carrying
+//! this app's mark). On failure, SyncFail hooks run and the error carries what was changed before it.
+
+pub mod order;
+
+use std::time::Duration;
+
+use capstan_cluster::{Cluster, ClusterError, Deleted, Ownership, PropagationPolicy};
+use capstan_core::ObjectRef;
+use capstan_plan::{Action, Change, Plan, PruneDecision};
+use futures::{StreamExt, stream};
+use kube::api::DynamicObject;
+use serde::Serialize;
+
+pub use order::{OrderError, Phase, Slot};
+
+pub const SYNC_OPTIONS_ANNOTATION: &str = "capstan.dev/sync-options";
+const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
+const REPLACE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to do when a field Git declares is owned by another manager.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Conflicts {
+    /// Git wins: take the field back (the GitOps contract).
+    #[default]
+    TakeOwnership,
+    /// Stop the sync with an error naming the manager and the fields.
+    Fail,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub conflicts: Conflicts,
+    pub prune: bool,
+    pub propagation: PropagationPolicy,
+    /// App-wide `Replace=true`: immutable-field changes delete and re-create the object.
+    pub replace: bool,
+    /// Objects in flight at once within a step.
+    pub concurrency: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            conflicts: Conflicts::default(),
+            prune: false,
+            propagation: PropagationPolicy::Background,
+            replace: false,
+            concurrency: 16,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+    /// Deleted and created again because an immutable field changed.
+    Replaced,
+    Pruned,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Applied {
+    pub object: ObjectRef,
+    pub outcome: Outcome,
+}
+
+/// Everything an apply did, in the order it happened.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChangeSet {
+    pub entries: Vec<Applied>,
+}
+
+impl ChangeSet {
+    fn record(&mut self, object: &ObjectRef, outcome: Outcome) {
+        self.entries.push(Applied {
+            object: object.clone(),
+            outcome,
+        });
+    }
+
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.entries.iter().filter(|e| e.outcome == outcome).count()
+    }
+
+    /// Objects that were created, configured or replaced (what health should wait for).
+    pub fn written(&self) -> impl Iterator<Item = &ObjectRef> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.outcome,
+                    Outcome::Created | Outcome::Configured | Outcome::Replaced
+                )
+            })
+            .map(|e| &e.object)
+    }
+}
+
+/// Why an apply stopped. Each names the object and, where it came from Git, the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyFailure {
+    #[error("{provenance}: {object}: {source}")]
+    Order {
+        object: ObjectRef,
+        provenance: String,
+        #[source]
+        source: OrderError,
+    },
+    #[error("{provenance}: {source}")]
+    Rejected {
+        object: ObjectRef,
+        provenance: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
+    #[error(
+        "{provenance}: {object}: {message}; set annotation {SYNC_OPTIONS_ANNOTATION}: Replace=true on \
+         the object (or replace on the app) to delete and re-create it"
+    )]
+    Immutable {
+        object: ObjectRef,
+        provenance: String,
+        message: String,
+    },
+    #[error("{object} is not Established after {timeout:?}: {reason}")]
+    CrdNotEstablished {
+        object: ObjectRef,
+        timeout: Duration,
+        reason: String,
+    },
+    #[error("replacing {object}: the old object was not gone after {timeout:?}")]
+    ReplaceTimeout {
+        object: ObjectRef,
+        timeout: Duration,
+    },
+    #[error("pruning {object}: {source}")]
+    Prune {
+        object: ObjectRef,
+        #[source]
+        source: Box<ClusterError>,
+    },
+}
+
+/// A failed apply: the failure, and everything that was changed before it (partial applies are real).
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}")]
+pub struct ApplyError {
+    pub failure: ApplyFailure,
+    pub changed: ChangeSet,
+}
+
+/// Applies `plan` to `cluster`.
+pub async fn apply(
+    cluster: &Cluster,
+    plan: &Plan,
+    options: &ApplyOptions,
+) -> Result<ChangeSet, ApplyError> {
+    let mut changed = ChangeSet::default();
+    let slots = match plan
+        .changes
+        .iter()
+        .map(|change| {
+            order::slot(&change.desired).map_err(|source| ApplyFailure::Order {
+                object: change.object.clone(),
+                provenance: change.provenance.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<Slot>, _>>()
+    {
+        Ok(slots) => slots,
+        Err(failure) => return Err(ApplyError { failure, changed }),
+    };
+    let steps = order::steps(&slots);
+
+    let result = run_steps(cluster, plan, options, &steps, &mut changed).await;
+    if let Err(failure) = result {
+        run_sync_fail_hooks(cluster, plan, options, &steps, &mut changed).await;
+        return Err(ApplyError { failure, changed });
+    }
+    if options.prune
+        && let Err(failure) = prune(cluster, plan, options, &mut changed).await
+    {
+        return Err(ApplyError { failure, changed });
+    }
+    Ok(changed)
+}
+
+async fn run_steps(
+    cluster: &Cluster,
+    plan: &Plan,
+    options: &ApplyOptions,
+    steps: &[(Slot, Vec<usize>)],
+    changed: &mut ChangeSet,
+) -> Result<(), ApplyFailure> {
+    for (slot, members) in steps {
+        if slot.phase == Phase::SyncFail {
+            continue;
+        }
+        run_step(cluster, plan, options, members, changed).await?;
+    }
+    Ok(())
+}
+
+async fn run_sync_fail_hooks(
+    cluster: &Cluster,
+    plan: &Plan,
+    options: &ApplyOptions,
+    steps: &[(Slot, Vec<usize>)],
+    changed: &mut ChangeSet,
+) {
+    for (slot, members) in steps {
+        if slot.phase == Phase::SyncFail
+            && let Err(failure) = run_step(cluster, plan, options, members, changed).await
+        {
+            tracing::warn!(%failure, "SyncFail hook could not be applied");
+        }
+    }
+}
+
+/// Applies one step's objects in parallel; waits for CRDs among them to be Established.
+async fn run_step(
+    cluster: &Cluster,
+    plan: &Plan,
+    options: &ApplyOptions,
+    members: &[usize],
+    changed: &mut ChangeSet,
+) -> Result<(), ApplyFailure> {
+    let results: Vec<(usize, Result<Outcome, ApplyFailure>)> =
+        stream::iter(members.iter().copied())
+            .map(|index| async move {
+                let change = &plan.changes[index];
+                (index, apply_one(cluster, change, options).await)
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+    let mut first_failure = None;
+    let mut ordered = results;
+    ordered.sort_by_key(|(index, _)| *index);
+    let mut established_needed = Vec::new();
+    for (index, result) in ordered {
+        let change = &plan.changes[index];
+        match result {
+            Ok(outcome) => {
+                changed.record(&change.object, outcome);
+                if change.object.kind == "CustomResourceDefinition" {
+                    established_needed.push(change.object.clone());
+                }
+            }
+            Err(failure) => {
+                first_failure.get_or_insert(failure);
+            }
+        }
+    }
+    if let Some(failure) = first_failure {
+        return Err(failure);
+    }
+    if !established_needed.is_empty() {
+        for crd in &established_needed {
+            wait_established(cluster, crd).await?;
+        }
+        cluster.forget_discovery();
+    }
+    Ok(())
+}
+
+async fn apply_one(
+    cluster: &Cluster,
+    change: &Change,
+    options: &ApplyOptions,
+) -> Result<Outcome, ApplyFailure> {
+    if change.action == Action::Unchanged {
+        return Ok(Outcome::Unchanged);
+    }
+    let ownership = match options.conflicts {
+        Conflicts::TakeOwnership => Ownership::Force,
+        Conflicts::Fail => Ownership::Respect,
+    };
+    let rejected = |source: ClusterError| ApplyFailure::Rejected {
+        object: change.object.clone(),
+        provenance: change.provenance.clone(),
+        source: Box::new(source),
+    };
+    match cluster.apply(&change.desired, ownership, false).await {
+        Ok(_) => Ok(match change.action {
+            Action::Create => Outcome::Created,
+            _ => Outcome::Configured,
+        }),
+        Err(ClusterError::Rejected {
+            message, code: 422, ..
+        }) if message.contains("immutable") => {
+            if !(options.replace || opts_into_replace(&change.desired)) {
+                return Err(ApplyFailure::Immutable {
+                    object: change.object.clone(),
+                    provenance: change.provenance.clone(),
+                    message,
+                });
+            }
+            replace(cluster, change, ownership).await?;
+            Ok(Outcome::Replaced)
+        }
+        Err(source) => Err(rejected(source)),
+    }
+}
+
+fn opts_into_replace(object: &DynamicObject) -> bool {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SYNC_OPTIONS_ANNOTATION))
+        .is_some_and(|options| {
+            options
+                .split(',')
+                .any(|option| option.trim().eq_ignore_ascii_case("Replace=true"))
+        })
+}
+
+/// Delete (foreground, so dependents go first), wait until gone, create.
+async fn replace(
+    cluster: &Cluster,
+    change: &Change,
+    ownership: Ownership,
+) -> Result<(), ApplyFailure> {
+    let rejected = |source: ClusterError| ApplyFailure::Rejected {
+        object: change.object.clone(),
+        provenance: change.provenance.clone(),
+        source: Box::new(source),
+    };
+    cluster
+        .delete(&change.object, PropagationPolicy::Foreground)
+        .await
+        .map_err(rejected)?;
+    let deadline = tokio::time::Instant::now() + REPLACE_DELETE_TIMEOUT;
+    while cluster
+        .get(&change.object)
+        .await
+        .map_err(rejected)?
+        .is_some()
+    {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApplyFailure::ReplaceTimeout {
+                object: change.object.clone(),
+                timeout: REPLACE_DELETE_TIMEOUT,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster
+        .apply(&change.desired, ownership, false)
+        .await
+        .map_err(rejected)?;
+    Ok(())
+}
+
+async fn wait_established(cluster: &Cluster, crd: &ObjectRef) -> Result<(), ApplyFailure> {
+    let deadline = tokio::time::Instant::now() + CRD_ESTABLISHED_TIMEOUT;
+    let mut reason = String::from("not found");
+    loop {
+        match cluster.get(crd).await {
+            Ok(Some(live)) => {
+                let conditions = live
+                    .data
+                    .pointer("/status/conditions")
+                    .and_then(|c| c.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                let established = conditions.iter().any(|c| {
+                    c.get("type").and_then(|t| t.as_str()) == Some("Established")
+                        && c.get("status").and_then(|s| s.as_str()) == Some("True")
+                });
+                if established {
+                    return Ok(());
+                }
+                reason = conditions
+                    .iter()
+                    .filter_map(|c| c.get("message").and_then(|m| m.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+            }
+            Ok(None) => {}
+            Err(e) => reason = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApplyFailure::CrdNotEstablished {
+                object: crd.clone(),
+                timeout: CRD_ESTABLISHED_TIMEOUT,
+                reason,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes the plan's prune candidates marked Delete, in reverse apply order.
+async fn prune(
+    cluster: &Cluster,
+    plan: &Plan,
+    options: &ApplyOptions,
+    changed: &mut ChangeSet,
+) -> Result<(), ApplyFailure> {
+    let mut doomed: Vec<&ObjectRef> = plan
+        .prune
+        .iter()
+        .filter(|p| p.decision == PruneDecision::Delete)
+        .map(|p| &p.object)
+        .collect();
+    doomed.sort_by_key(|object| std::cmp::Reverse(order::kind_rank(&object.kind)));
+    for object in doomed {
+        match cluster.delete(object, options.propagation.clone()).await {
+            Ok(Deleted::Requested | Deleted::AlreadyGone) => {
+                changed.record(object, Outcome::Pruned)
+            }
+            Err(source) => {
+                return Err(ApplyFailure::Prune {
+                    object: object.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(())
+}
