@@ -15,14 +15,12 @@ use std::time::Duration;
 
 use capstan_cluster::{Cluster, ClusterError, Deleted, Ownership, PropagationPolicy};
 use capstan_core::ObjectRef;
-use capstan_plan::{Action, Change, Plan, PruneDecision};
+use capstan_plan::{Action, Change, Plan, PruneDecision, SYNC_OPTIONS_ANNOTATION, replace_allowed};
 use futures::{StreamExt, stream};
-use kube::api::DynamicObject;
 use serde::Serialize;
 
 pub use order::{OrderError, Phase, Slot};
 
-pub const SYNC_OPTIONS_ANNOTATION: &str = "capstan.dev/sync-options";
 const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLACE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -283,13 +281,15 @@ async fn apply_one(
     change: &Change,
     options: &ApplyOptions,
 ) -> Result<Outcome, ApplyFailure> {
-    if change.action == Action::Unchanged {
-        return Ok(Outcome::Unchanged);
+    match change.action {
+        Action::Unchanged => return Ok(Outcome::Unchanged),
+        Action::Replace => {
+            replace(cluster, change, ownership_for(options)).await?;
+            return Ok(Outcome::Replaced);
+        }
+        Action::Create | Action::Update => {}
     }
-    let ownership = match options.conflicts {
-        Conflicts::TakeOwnership => Ownership::Force,
-        Conflicts::Fail => Ownership::Respect,
-    };
+    let ownership = ownership_for(options);
     let rejected = |source: ClusterError| ApplyFailure::Rejected {
         object: change.object.clone(),
         provenance: change.provenance.clone(),
@@ -303,7 +303,7 @@ async fn apply_one(
         Err(ClusterError::Rejected {
             message, code: 422, ..
         }) if message.contains("immutable") => {
-            if !(options.replace || opts_into_replace(&change.desired)) {
+            if !replace_allowed(&change.desired, options.replace) {
                 return Err(ApplyFailure::Immutable {
                     object: change.object.clone(),
                     provenance: change.provenance.clone(),
@@ -317,17 +317,11 @@ async fn apply_one(
     }
 }
 
-fn opts_into_replace(object: &DynamicObject) -> bool {
-    object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SYNC_OPTIONS_ANNOTATION))
-        .is_some_and(|options| {
-            options
-                .split(',')
-                .any(|option| option.trim().eq_ignore_ascii_case("Replace=true"))
-        })
+fn ownership_for(options: &ApplyOptions) -> Ownership {
+    match options.conflicts {
+        Conflicts::TakeOwnership => Ownership::Force,
+        Conflicts::Fail => Ownership::Respect,
+    }
 }
 
 /// Delete (foreground, so dependents go first), wait until gone, create.

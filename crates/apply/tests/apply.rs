@@ -6,7 +6,7 @@ use capstan_cluster::{Cluster, Ownership};
 use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
 use capstan_inventory::Inventory;
-use capstan_plan::{DesiredObject, Plan, plan};
+use capstan_plan::{DesiredObject, Plan, PlanOptions, plan};
 use capstan_test_support::{TestNamespace, cluster, kubectl};
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
@@ -31,7 +31,10 @@ async fn sync(
     previous: &Inventory,
     options: &ApplyOptions,
 ) -> (Plan, Result<ChangeSet, ApplyError>) {
-    let planned = plan(cluster, app, namespace, objects, previous)
+    let plan_options = PlanOptions {
+        replace: options.replace,
+    };
+    let planned = plan(cluster, app, namespace, objects, previous, &plan_options)
         .await
         .expect("plan");
     let result = apply(cluster, &planned, options).await;
@@ -226,6 +229,7 @@ async fn immutable_fields_need_replace() {
     let ns = TestNamespace::create(&cluster.client(), "apply-immutable").await;
     let app = AppId::new(ns.name(), "web");
     let options = ApplyOptions::default();
+    let none = PlanOptions::default();
     let (first, result) = sync(
         &cluster,
         &app,
@@ -236,21 +240,18 @@ async fn immutable_fields_need_replace() {
     )
     .await;
     result.expect("create");
-    let uid_before = cluster
-        .get(&first.changes[0].object)
-        .await
-        .expect("get")
-        .expect("live")
-        .metadata
-        .uid;
+    let web = first.changes[0].object.clone();
+    let uid = |live: Option<DynamicObject>| live.expect("live").metadata.uid;
+    let uid_before = uid(cluster.get(&web).await.expect("get"));
 
-    // The dry-run already refuses the selector change, so the plan names it; apply would too.
+    // Without an opt-in the plan stops at the server's refusal, naming the object and the field.
     let err = plan(
         &cluster,
         &app,
         ns.name(),
         vec![deployment("b", json!({}))],
         &first.desired_inventory(),
+        &none,
     )
     .await
     .expect_err("immutable selector");
@@ -262,28 +263,62 @@ async fn immutable_fields_need_replace() {
         "{message}"
     );
 
-    let replace = json!({"capstan.dev/sync-options": "Replace=true"});
-    let mut first_with_replace = first.clone();
-    first_with_replace.changes[0].desired = deployment("b", replace).object;
-    mark_for(&app, &mut first_with_replace.changes[0].desired, ns.name());
-    first_with_replace.changes[0].action = capstan_plan::Action::Update;
-    let changed = apply(&cluster, &first_with_replace, &options)
-        .await
-        .expect("replace");
+    // Opted in on the object: the plan says replace, apply deletes and re-creates.
+    let opted_in = deployment("b", json!({"capstan.dev/sync-options": "Replace=true"}));
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![opted_in],
+        &first.desired_inventory(),
+        &none,
+    )
+    .await
+    .expect("plan with Replace=true");
+    assert_eq!(planned.changes[0].action, capstan_plan::Action::Replace);
+    assert!(
+        planned.changes[0].diff.contains("+      app: b"),
+        "{}",
+        planned.changes[0].diff
+    );
+    let changed = apply(&cluster, &planned, &options).await.expect("replace");
     assert_eq!(changed.count(Outcome::Replaced), 1);
-    let live = cluster
-        .get(&first.changes[0].object)
-        .await
-        .expect("get")
-        .expect("live");
-    assert_ne!(live.metadata.uid, uid_before, "a new object");
+    let live = cluster.get(&web).await.expect("get").expect("live");
     assert_eq!(live.data["spec"]["selector"]["matchLabels"]["app"], "b");
+    let uid_after = live.metadata.uid.clone();
+    assert_ne!(uid_after, uid_before, "a new object");
 
-    // Without the opt-in, apply reports the immutable field for the object.
-    let mut without = first_with_replace.clone();
-    without.changes[0].desired = deployment("c", json!({})).object;
-    mark_for(&app, &mut without.changes[0].desired, ns.name());
-    let err = apply(&cluster, &without, &options)
+    // Opted in for the whole app.
+    let app_wide = PlanOptions { replace: true };
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![deployment("c", json!({}))],
+        &first.desired_inventory(),
+        &app_wide,
+    )
+    .await
+    .expect("plan with app-wide replace");
+    assert_eq!(planned.changes[0].action, capstan_plan::Action::Replace);
+    apply(
+        &cluster,
+        &planned,
+        &ApplyOptions {
+            replace: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("replace");
+    assert_ne!(uid(cluster.get(&web).await.expect("get")), uid_after);
+
+    // A plan made before someone else's change can still meet the refusal at apply time.
+    let mut stale = planned.clone();
+    stale.changes[0].action = capstan_plan::Action::Update;
+    stale.changes[0].desired = deployment("d", json!({})).object;
+    mark_for(&app, &mut stale.changes[0].desired, ns.name());
+    let err = apply(&cluster, &stale, &options)
         .await
         .expect_err("immutable");
     assert!(

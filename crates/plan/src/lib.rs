@@ -113,7 +113,30 @@ pub enum PlanError {
 pub enum Action {
     Create,
     Update,
+    /// An immutable field changes and the object opts into Replace: delete, then create.
+    Replace,
     Unchanged,
+}
+
+/// Annotation with comma-separated sync options; `Replace=true` lets immutable-field changes delete and
+/// re-create the object.
+pub const SYNC_OPTIONS_ANNOTATION: &str = "capstan.dev/sync-options";
+
+/// App-level choices that change what the plan proposes.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Replace on immutable-field changes for every object, as if each had `Replace=true`.
+    pub replace: bool,
+}
+
+/// Whether `object` (or the app, with `app_wide`) allows delete + create for immutable-field changes.
+pub fn replace_allowed(object: &DynamicObject, app_wide: bool) -> bool {
+    app_wide
+        || annotation(object, SYNC_OPTIONS_ANNOTATION).is_some_and(|options| {
+            options
+                .split(',')
+                .any(|option| option.trim().eq_ignore_ascii_case("Replace=true"))
+        })
 }
 
 /// The plan for one desired object.
@@ -195,6 +218,7 @@ pub async fn plan<V: ServerView + Sync>(
     namespace: &str,
     desired: Vec<DesiredObject>,
     previous: &Inventory,
+    options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let crds_in_set = custom_kinds_defined(&desired);
     let mut prepared = Vec::with_capacity(desired.len());
@@ -274,10 +298,18 @@ pub async fn plan<V: ServerView + Sync>(
                     .live(&reference)
                     .await
                     .map_err(|e| server_error(&provenance, e))?;
-                let predicted = view
-                    .dry_run_apply(&object)
-                    .await
-                    .map_err(|e| server_error(&provenance, e))?;
+                let predicted = match view.dry_run_apply(&object).await {
+                    Ok(predicted) => predicted,
+                    Err(ClusterError::Rejected {
+                        code: 422, message, ..
+                    }) if message.contains("immutable")
+                        && live.is_some()
+                        && replace_allowed(&object, options.replace) =>
+                    {
+                        return Ok(replacement(reference, provenance, object, live.as_ref()));
+                    }
+                    Err(e) => return Err(server_error(&provenance, e)),
+                };
                 let consistent = live.as_ref().is_none_or(|live| {
                     live.metadata.resource_version == predicted.metadata.resource_version
                 });
@@ -489,6 +521,29 @@ fn compare(
         unverified: false,
         desired,
         live_resource_version: live.metadata.resource_version.clone(),
+    }
+}
+
+/// The server cannot dry-run a change of an immutable field; show Git's object against the live one.
+fn replacement(
+    reference: ObjectRef,
+    provenance: String,
+    desired: DynamicObject,
+    live: Option<&DynamicObject>,
+) -> Change {
+    let live_value = live.map(object_value);
+    let desired_value = object_value(&desired);
+    let before = live_value.as_ref().map(|l| shown(l, Some(&desired_value)));
+    let after = shown(&desired_value, live_value.as_ref());
+    Change {
+        diff: diff::unified(before.as_ref(), Some(&after), &reference.to_string()),
+        object: reference,
+        provenance,
+        action: Action::Replace,
+        drift: Vec::new(),
+        unverified: true,
+        desired,
+        live_resource_version: live.and_then(|l| l.metadata.resource_version.clone()),
     }
 }
 

@@ -5,7 +5,7 @@ use capstan_cluster::{Cluster, Ownership};
 use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
 use capstan_inventory::Inventory;
-use capstan_plan::{Action, DesiredObject, Plan, PlanError, PruneDecision, plan};
+use capstan_plan::{Action, DesiredObject, Plan, PlanError, PlanOptions, PruneDecision, plan};
 use capstan_test_support::{TestNamespace, cluster, kubectl};
 use kube::api::DynamicObject;
 use serde_json::json;
@@ -45,6 +45,7 @@ async fn create_then_unchanged_then_update_with_diff() {
         ns.name(),
         vec![config_map("settings", "blue")],
         &none,
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -67,6 +68,7 @@ async fn create_then_unchanged_then_update_with_diff() {
         ns.name(),
         vec![config_map("settings", "blue")],
         &none,
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -79,7 +81,8 @@ async fn create_then_unchanged_then_update_with_diff() {
             &app,
             ns.name(),
             vec![config_map("settings", "blue")],
-            &none
+            &none,
+            &PlanOptions::default()
         )
         .await
         .expect("plan")
@@ -93,6 +96,7 @@ async fn create_then_unchanged_then_update_with_diff() {
         ns.name(),
         vec![config_map("settings", "green")],
         &none,
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -125,6 +129,7 @@ async fn drift_names_the_manager_that_changed_the_field() {
         ns.name(),
         vec![deployment()],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -135,6 +140,7 @@ async fn drift_names_the_manager_that_changed_the_field() {
         ns.name(),
         vec![deployment()],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -157,6 +163,7 @@ async fn drift_names_the_manager_that_changed_the_field() {
         ns.name(),
         vec![deployment()],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -201,6 +208,7 @@ async fn secret_values_never_appear_in_the_plan() {
         ns.name(),
         vec![secret("aHVudGVyMg==")],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -211,6 +219,7 @@ async fn secret_values_never_appear_in_the_plan() {
         ns.name(),
         vec![secret("c3dvcmRmaXNo")],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -263,6 +272,7 @@ async fn custom_resources_are_planned_after_their_crd_in_the_same_set() {
         ns.name(),
         vec![crd.clone(), widget.clone()],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -277,9 +287,16 @@ async fn custom_resources_are_planned_after_their_crd_in_the_same_set() {
     );
 
     // Without its CRD the kind is an error naming the object and where it came from.
-    let err = plan(&cluster, &app, ns.name(), vec![widget], &Inventory::new())
-        .await
-        .expect_err("unknown kind");
+    let err = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![widget],
+        &Inventory::new(),
+        &PlanOptions::default(),
+    )
+    .await
+    .expect_err("unknown kind");
     assert!(matches!(err, PlanError::UnknownKind { .. }), "{err}");
     assert!(
         err.to_string().contains("app/objects.yaml") && err.to_string().contains("Widget"),
@@ -303,6 +320,7 @@ async fn prune_candidates_respect_ownership_and_opt_out() {
         ns.name(),
         vec![config_map("ours", "a"), config_map("kept", "b")],
         &Inventory::new(),
+        &PlanOptions::default(),
     )
     .await
     .expect("plan");
@@ -334,9 +352,16 @@ async fn prune_candidates_respect_ownership_and_opt_out() {
     gone.name = "deleted-meanwhile".into();
     previous.insert(gone);
 
-    let planned = plan(&cluster, &app, ns.name(), vec![], &previous)
-        .await
-        .expect("plan");
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![],
+        &previous,
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
     let decision = |name: &str| {
         planned
             .prune
