@@ -1,0 +1,238 @@
+//! The engine: one sync of one app, from desired objects to a changed cluster, with the safety rules
+//! that span stages.
+//!
+//! ```text
+//! desired objects ─▶ load inventory ─▶ plan ─▶ checks ─▶ record union ─▶ apply ─▶ prune ─▶ record desired
+//! ```
+//!
+//! - Nothing is applied when planning fails (a bad object stops the sync before any write).
+//! - An empty set of desired objects never prunes an app that has objects, unless `allow_empty`.
+//! - A plan hash given by the caller (`capstan sync --plan FILE`) must match the fresh plan.
+//! - The inventory is written before apply as previous ∪ desired, so a crash never loses track of an
+//!   object, and shrunk to what is still there only after prune succeeded.
+
+use capstan_apply::{ApplyError, ApplyOptions, ChangeSet, Conflicts};
+use capstan_cluster::{Cluster, PropagationPolicy};
+use capstan_core::ObjectRef;
+use capstan_core::ownership::AppId;
+use capstan_inventory::{Inventory, InventoryError, InventoryStore};
+use capstan_plan::{DesiredObject, Plan, PlanError, PlanOptions, PruneDecision};
+
+/// An app as the engine sees it: identity, destination and policy. Where its objects come from (a
+/// directory, a Git revision) is decided before the engine.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub id: AppId,
+    /// Namespace for namespaced objects that do not name one.
+    pub destination_namespace: String,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Prune on every sync, not only with `--prune`.
+    pub prune: bool,
+    /// Allow a sync with no objects to prune everything.
+    pub allow_empty: bool,
+    pub conflicts: Conflicts,
+    pub replace: bool,
+    pub propagation: PropagationPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            prune: false,
+            allow_empty: false,
+            conflicts: Conflicts::TakeOwnership,
+            replace: false,
+            propagation: PropagationPolicy::Background,
+        }
+    }
+}
+
+/// One sync's choices on top of the app's policy.
+#[derive(Clone, Debug, Default)]
+pub struct SyncRequest {
+    pub prune: bool,
+    /// Only sync when the fresh plan has this hash (a plan file reviewed earlier).
+    pub expected_plan: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct SyncReport {
+    pub plan: Plan,
+    pub changes: ChangeSet,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("app {app}: {source}")]
+    Plan {
+        app: String,
+        #[source]
+        source: PlanError,
+    },
+    #[error(
+        "app {app}: nothing was rendered, and syncing that would prune all {count} objects it owns; \
+         refusing (use --allow-empty if the app is really meant to be empty)"
+    )]
+    EmptyRender { app: String, count: usize },
+    #[error(
+        "app {app}: the plan changed since it was made (expected {expected}, now {actual}): the \
+         input or the cluster changed; make a new plan"
+    )]
+    PlanChanged {
+        app: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The apply stopped; `plan` and what was changed before the failure come with it.
+    #[error("app {app}: {source}")]
+    Apply {
+        app: String,
+        plan: Box<Plan>,
+        #[source]
+        source: ApplyError,
+    },
+}
+
+/// The engine for one cluster.
+pub struct Engine {
+    cluster: Cluster,
+}
+
+impl Engine {
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn store(&self, app: &App) -> InventoryStore {
+        InventoryStore::new(self.cluster.clone(), app.id.clone())
+    }
+
+    /// What a sync would do; changes nothing.
+    pub async fn plan(&self, app: &App, desired: Vec<DesiredObject>) -> Result<Plan, EngineError> {
+        let stored = self.store(app).load().await?;
+        self.plan_against(app, desired, &stored.inventory).await
+    }
+
+    async fn plan_against(
+        &self,
+        app: &App,
+        desired: Vec<DesiredObject>,
+        previous: &Inventory,
+    ) -> Result<Plan, EngineError> {
+        capstan_plan::plan(
+            &self.cluster,
+            &app.id,
+            &app.destination_namespace,
+            desired,
+            previous,
+            &PlanOptions {
+                replace: app.policy.replace,
+            },
+        )
+        .await
+        .map_err(|source| EngineError::Plan {
+            app: app.id.to_string(),
+            source,
+        })
+    }
+
+    /// Plans, then applies and (when asked or by policy) prunes.
+    pub async fn sync(
+        &self,
+        app: &App,
+        desired: Vec<DesiredObject>,
+        request: &SyncRequest,
+    ) -> Result<SyncReport, EngineError> {
+        let store = self.store(app);
+        let stored = store.load().await?;
+        let prune = request.prune || app.policy.prune;
+        if desired.is_empty() && !stored.inventory.is_empty() && !app.policy.allow_empty {
+            return Err(EngineError::EmptyRender {
+                app: app.id.to_string(),
+                count: stored.inventory.len(),
+            });
+        }
+        let plan = self.plan_against(app, desired, &stored.inventory).await?;
+        if let Some(expected) = &request.expected_plan
+            && *expected != plan.hash
+        {
+            return Err(EngineError::PlanChanged {
+                app: app.id.to_string(),
+                expected: expected.clone(),
+                actual: plan.hash.clone(),
+            });
+        }
+
+        let desired_inventory = plan.desired_inventory();
+        let recorded = store
+            .save(&stored, &stored.inventory.union(&desired_inventory))
+            .await?;
+        let options = ApplyOptions {
+            conflicts: app.policy.conflicts,
+            prune,
+            propagation: app.policy.propagation.clone(),
+            replace: app.policy.replace,
+            ..Default::default()
+        };
+        let changes = match capstan_apply::apply(&self.cluster, &plan, &options).await {
+            Ok(changes) => changes,
+            Err(source) => {
+                return Err(EngineError::Apply {
+                    app: app.id.to_string(),
+                    plan: Box::new(plan),
+                    source,
+                });
+            }
+        };
+        if prune {
+            // Prune succeeded: keep only what is still ours to track.
+            let mut remaining = desired_inventory;
+            for candidate in &plan.prune {
+                if candidate.decision == PruneDecision::Disabled {
+                    remaining.insert(candidate.object.clone());
+                }
+            }
+            store.save(&recorded, &remaining).await?;
+        }
+        Ok(SyncReport { plan, changes })
+    }
+
+    /// The objects the app's inventory lists.
+    pub async fn inventory(&self, app: &App) -> Result<Vec<ObjectRef>, EngineError> {
+        let stored = self.store(app).load().await?;
+        Ok(stored.inventory.iter().cloned().collect())
+    }
+
+    /// Removes everything the app owns (as an empty sync with prune), then its inventory.
+    pub async fn delete(&self, app: &App) -> Result<ChangeSet, EngineError> {
+        let allow_empty = App {
+            policy: Policy {
+                allow_empty: true,
+                ..app.policy.clone()
+            },
+            ..app.clone()
+        };
+        let report = self
+            .sync(
+                &allow_empty,
+                Vec::new(),
+                &SyncRequest {
+                    prune: true,
+                    expected_plan: None,
+                },
+            )
+            .await?;
+        self.store(app).delete().await?;
+        Ok(report.changes)
+    }
+}

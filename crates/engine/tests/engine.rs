@@ -1,0 +1,240 @@
+//! Whole syncs on the real control plane: inventory across syncs, prune, empty renders, a bad object
+//! that stops everything, plan files, and deleting an app.
+
+use capstan_core::ObjectRef;
+use capstan_core::ownership::AppId;
+use capstan_engine::{App, Engine, EngineError, Policy, SyncRequest};
+use capstan_plan::DesiredObject;
+use capstan_test_support::{TestNamespace, cluster, kubectl};
+use serde_json::{Value, json};
+
+fn desired(value: Value) -> DesiredObject {
+    DesiredObject {
+        object: serde_json::from_value(value).expect("object"),
+        provenance: "app/manifests.yaml".into(),
+    }
+}
+
+fn config_map(name: &str, value: &str) -> DesiredObject {
+    desired(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+        "data": {"value": value}}),
+    )
+}
+
+fn app(namespace: &str) -> App {
+    App {
+        id: AppId::new(namespace, "shop"),
+        destination_namespace: namespace.to_string(),
+        policy: Policy::default(),
+    }
+}
+
+fn names(objects: &[ObjectRef]) -> Vec<&str> {
+    let mut names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    names.sort();
+    names
+}
+
+fn prune() -> SyncRequest {
+    SyncRequest {
+        prune: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn inventory_follows_syncs_and_prune_removes_what_left_git() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-life").await;
+    let app = app(ns.name());
+
+    engine
+        .sync(
+            &app,
+            vec![config_map("a", "1"), config_map("b", "1")],
+            &SyncRequest::default(),
+        )
+        .await
+        .expect("first sync");
+    assert_eq!(
+        names(&engine.inventory(&app).await.expect("inventory")),
+        vec!["a", "b"]
+    );
+
+    // Without prune, b stays in the cluster and in the inventory: a later prune still knows it.
+    let report = engine
+        .sync(&app, vec![config_map("a", "2")], &SyncRequest::default())
+        .await
+        .expect("sync without prune");
+    assert_eq!(report.plan.prunes().count(), 1);
+    assert_eq!(
+        names(&engine.inventory(&app).await.expect("inventory")),
+        vec!["a", "b"]
+    );
+
+    let report = engine
+        .sync(&app, vec![config_map("a", "2")], &prune())
+        .await
+        .expect("sync with prune");
+    assert_eq!(report.changes.count(capstan_apply::Outcome::Pruned), 1);
+    assert_eq!(
+        names(&engine.inventory(&app).await.expect("inventory")),
+        vec!["a"]
+    );
+    let b = report.plan.prune[0].object.clone();
+    assert!(engine.cluster().get(&b).await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn an_empty_render_never_prunes_unless_allowed() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-empty").await;
+    let mut app = app(ns.name());
+    engine
+        .sync(&app, vec![config_map("a", "1")], &SyncRequest::default())
+        .await
+        .expect("first sync");
+
+    let err = engine
+        .sync(&app, vec![], &prune())
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, EngineError::EmptyRender { count: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--allow-empty"));
+    assert_eq!(engine.inventory(&app).await.expect("inventory").len(), 1);
+
+    app.policy.allow_empty = true;
+    engine.sync(&app, vec![], &prune()).await.expect("allowed");
+    assert!(engine.inventory(&app).await.expect("inventory").is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_object_stops_the_sync_before_anything_is_written() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-bad").await;
+    let app = app(ns.name());
+    let first = engine
+        .sync(&app, vec![config_map("old", "1")], &SyncRequest::default())
+        .await
+        .expect("first sync");
+    let old = first.plan.changes[0].object.clone();
+
+    let broken = desired(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "broken"},
+        "spec": {"replicas": "many", "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}}}));
+    let err = engine
+        .sync(&app, vec![config_map("new", "1"), broken], &prune())
+        .await
+        .expect_err("schema error");
+    let message = err.to_string();
+    assert!(
+        message.contains("app/manifests.yaml") && message.contains("broken"),
+        "{message}"
+    );
+    assert!(
+        message.contains("replicas"),
+        "the server's message: {message}"
+    );
+
+    let mut new = old.clone();
+    new.name = "new".into();
+    assert!(
+        engine.cluster().get(&new).await.expect("get").is_none(),
+        "nothing applied"
+    );
+    assert!(
+        engine.cluster().get(&old).await.expect("get").is_some(),
+        "nothing pruned"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_file_is_refused_after_the_cluster_changed() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-planfile").await;
+    let app = app(ns.name());
+    engine
+        .sync(&app, vec![config_map("a", "1")], &SyncRequest::default())
+        .await
+        .expect("first sync");
+
+    let reviewed = engine
+        .plan(&app, vec![config_map("a", "2")])
+        .await
+        .expect("plan");
+    let status = kubectl()
+        .args(["-n", ns.name(), "annotate", "configmap/a", "touched=yes"])
+        .status()
+        .expect("kubectl annotate");
+    assert!(status.success());
+
+    let stale = SyncRequest {
+        expected_plan: Some(reviewed.hash.clone()),
+        ..Default::default()
+    };
+    let err = engine
+        .sync(&app, vec![config_map("a", "2")], &stale)
+        .await
+        .expect_err("stale plan");
+    assert!(matches!(err, EngineError::PlanChanged { .. }), "{err}");
+    let live = engine
+        .cluster()
+        .get(&reviewed.changes[0].object)
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(live.data["data"]["value"], "1", "nothing applied");
+
+    let fresh = engine
+        .plan(&app, vec![config_map("a", "2")])
+        .await
+        .expect("plan");
+    let current = SyncRequest {
+        expected_plan: Some(fresh.hash),
+        ..Default::default()
+    };
+    engine
+        .sync(&app, vec![config_map("a", "2")], &current)
+        .await
+        .expect("fresh plan applies");
+}
+
+#[tokio::test]
+async fn delete_removes_the_apps_objects_then_its_inventory() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-delete").await;
+    let app = app(ns.name());
+    let report = engine
+        .sync(
+            &app,
+            vec![config_map("a", "1"), config_map("b", "1")],
+            &SyncRequest::default(),
+        )
+        .await
+        .expect("sync");
+    let changes = engine.delete(&app).await.expect("delete");
+    assert_eq!(changes.count(capstan_apply::Outcome::Pruned), 2);
+    for change in &report.plan.changes {
+        assert!(
+            engine
+                .cluster()
+                .get(&change.object)
+                .await
+                .expect("get")
+                .is_none()
+        );
+    }
+    assert!(engine.inventory(&app).await.expect("inventory").is_empty());
+    let head = engine
+        .cluster()
+        .config_map(ns.name(), "capstan-inventory-shop")
+        .await
+        .expect("get");
+    assert!(head.is_none(), "inventory removed");
+}
