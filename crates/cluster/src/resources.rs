@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use capstan_core::ObjectRef;
 use kube::Api;
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PropagationPolicy,
 };
 use kube::discovery::{self, Scope};
@@ -107,6 +107,43 @@ impl Cluster {
         api.get_opt(&object.name)
             .await
             .map_err(|e| self.api_error("get", object.to_string(), e))
+    }
+
+    /// Objects of one kind, optionally in one namespace and matching a label selector. Items carry
+    /// apiVersion and kind (a list response leaves them out of its items).
+    pub async fn list(
+        &self,
+        kind: &ObjectRef,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<DynamicObject>, ClusterError> {
+        let resolved = self.resolve(kind).await?;
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) if resolved.namespaced => {
+                Api::namespaced_with(self.client.clone(), ns, &resolved.resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resolved.resource),
+        };
+        let mut params = ListParams::default();
+        if let Some(selector) = label_selector {
+            params = params.labels(selector);
+        }
+        let list = api
+            .list(&params)
+            .await
+            .map_err(|e| self.api_error("list", kind.api_version() + " " + &kind.kind, e))?;
+        let types = kube::api::TypeMeta {
+            api_version: resolved.resource.api_version.clone(),
+            kind: resolved.resource.kind.clone(),
+        };
+        Ok(list
+            .items
+            .into_iter()
+            .map(|mut item| {
+                item.types = Some(types.clone());
+                item
+            })
+            .collect())
     }
 
     /// Server-side apply with field manager `capstan`. With `dry_run`, the server answers with the

@@ -11,10 +11,15 @@
 //! - The inventory is written before apply as previous ∪ desired, so a crash never loses track of an
 //!   object, and shrunk to what is still there only after prune succeeded.
 
+mod wait;
+
+use std::time::Duration;
+
 use capstan_apply::{ApplyError, ApplyOptions, ChangeSet, Conflicts};
-use capstan_cluster::{Cluster, PropagationPolicy};
+use capstan_cluster::{Cluster, ClusterError, PropagationPolicy};
 use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
+use capstan_health::Summary;
 use capstan_inventory::{Inventory, InventoryError, InventoryStore};
 use capstan_plan::{DesiredObject, Plan, PlanError, PlanOptions, PruneDecision};
 
@@ -89,6 +94,14 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Cluster(Box<ClusterError>),
+    #[error("{}{summary}", timed_out.map(|t| format!("not healthy after {t:?}: ")).unwrap_or_else(|| "unhealthy: ".into()))]
+    Unhealthy {
+        summary: Box<Summary>,
+        /// `None` when an object Failed before the deadline.
+        timed_out: Option<Duration>,
+    },
     /// The apply stopped; `plan` and what was changed before the failure come with it.
     #[error("app {app}: {source}")]
     Apply {
@@ -97,6 +110,12 @@ pub enum EngineError {
         #[source]
         source: ApplyError,
     },
+}
+
+impl EngineError {
+    fn cluster(source: ClusterError) -> Self {
+        EngineError::Cluster(Box::new(source))
+    }
 }
 
 /// The engine for one cluster.

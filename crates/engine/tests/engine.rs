@@ -4,9 +4,11 @@
 use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
 use capstan_engine::{App, Engine, EngineError, Policy, SyncRequest};
+use capstan_health::{HealthRules, HealthStatus};
 use capstan_plan::DesiredObject;
 use capstan_test_support::{TestNamespace, cluster, kubectl};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn desired(value: Value) -> DesiredObject {
     DesiredObject {
@@ -237,4 +239,89 @@ async fn delete_removes_the_apps_objects_then_its_inventory() {
         .await
         .expect("get");
     assert!(head.is_none(), "inventory removed");
+}
+
+fn deployment(name: &str, node_selector: Value) -> DesiredObject {
+    desired(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"nodeSelector": node_selector,
+                    "containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+    )
+}
+
+#[tokio::test]
+async fn wait_reports_progress_until_a_deployment_is_available() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-health").await;
+    let app = app(ns.name());
+    let report = engine
+        .sync(
+            &app,
+            vec![deployment("web", json!({}))],
+            &SyncRequest::default(),
+        )
+        .await
+        .expect("sync");
+    let written: Vec<ObjectRef> = report.changes.written().cloned().collect();
+    let mut rounds = Vec::new();
+    let summary = engine
+        .wait_healthy(
+            &written,
+            &HealthRules::new(),
+            Duration::from_secs(60),
+            |s| rounds.push(s.to_string()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("not healthy: {e}"));
+    assert!(summary.is_healthy());
+    assert!(!rounds.is_empty());
+}
+
+#[tokio::test]
+async fn wait_fails_with_the_reason_when_pods_cannot_be_scheduled() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-unschedulable").await;
+    let app = app(ns.name());
+    let report = engine
+        .sync(
+            &app,
+            vec![deployment("stuck", json!({"disk": "does-not-exist"}))],
+            &SyncRequest::default(),
+        )
+        .await
+        .expect("sync");
+    let written: Vec<ObjectRef> = report.changes.written().cloned().collect();
+    let mut statuses = Vec::new();
+    let err = engine
+        .wait_healthy(&written, &HealthRules::new(), Duration::from_secs(5), |s| {
+            statuses.push(s.status)
+        })
+        .await
+        .expect_err("cannot become healthy");
+    assert!(
+        matches!(
+            err,
+            EngineError::Unhealthy {
+                timed_out: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == HealthStatus::InProgress),
+        "{statuses:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("stuck") && message.contains("Unschedulable")
+            || message.contains("unschedulable"),
+        "{message}"
+    );
+    assert!(
+        message.contains("didn't match Pod's node affinity/selector"),
+        "{message}"
+    );
 }

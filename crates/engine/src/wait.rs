@@ -1,0 +1,101 @@
+//! Waiting for health: polls the objects a sync wrote until all are Current, one is Failed, or the
+//! deadline passes, reporting a [`Summary`] after every round so front ends can show progress.
+
+use std::time::Duration;
+
+use capstan_core::ObjectRef;
+use capstan_health::{Health, HealthRules, HealthStatus, Summary, summarize, workloads};
+
+use crate::{Engine, EngineError};
+
+const POLL: Duration = Duration::from_millis(500);
+
+/// Kinds whose unhealthy verdict is explained better by their pods' state.
+const POD_OWNERS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+];
+
+impl Engine {
+    /// The health of each object now. A missing object is NotFound.
+    pub async fn health(
+        &self,
+        objects: &[ObjectRef],
+        rules: &HealthRules,
+    ) -> Result<Vec<(ObjectRef, Health)>, EngineError> {
+        let mut verdicts = Vec::with_capacity(objects.len());
+        for object in objects {
+            let verdict = match self
+                .cluster
+                .get(object)
+                .await
+                .map_err(EngineError::cluster)?
+            {
+                None => Health::not_found(),
+                Some(live) => {
+                    let health = rules.assess(&live);
+                    if health.status != HealthStatus::Current
+                        && POD_OWNERS.contains(&object.kind.as_str())
+                        && let Some(selector) = workloads::pod_selector(&live)
+                    {
+                        let pods = self
+                            .cluster
+                            .list(&pod_kind(), object.namespace.as_deref(), Some(&selector))
+                            .await
+                            .map_err(EngineError::cluster)?;
+                        workloads::with_pod_reasons(health, &pods)
+                    } else {
+                        health
+                    }
+                }
+            };
+            verdicts.push((object.clone(), verdict));
+        }
+        Ok(verdicts)
+    }
+
+    /// Waits until every object is Current. Stops early when one is Failed; reports each round to
+    /// `progress`.
+    pub async fn wait_healthy(
+        &self,
+        objects: &[ObjectRef],
+        rules: &HealthRules,
+        timeout: Duration,
+        mut progress: impl FnMut(&Summary),
+    ) -> Result<Summary, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let summary = summarize(&self.health(objects, rules).await?);
+            progress(&summary);
+            if summary.is_healthy() {
+                return Ok(summary);
+            }
+            if summary.status == HealthStatus::Failed {
+                return Err(EngineError::Unhealthy {
+                    summary: Box::new(summary),
+                    timed_out: None,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Unhealthy {
+                    summary: Box::new(summary),
+                    timed_out: Some(timeout),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+fn pod_kind() -> ObjectRef {
+    ObjectRef {
+        group: String::new(),
+        version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: None,
+        name: String::new(),
+    }
+}
