@@ -41,9 +41,8 @@ fn reports_client_and_server_version_from_kubeconfig_flag() {
 #[test]
 fn honours_kubeconfig_env_and_context_flag() {
     let path = kubeconfig().to_str().expect("utf-8 path");
-    let home = std::env::temp_dir().join(format!("capstan-empty-home-{}", std::process::id()));
-    std::fs::create_dir_all(&home).expect("home");
-    let home = home.to_str().expect("utf-8");
+    let home_dir = tempfile::tempdir().expect("empty home");
+    let home = home_dir.path().to_str().expect("utf-8");
 
     // KUBECONFIG, with a missing file in the list that kubectl would skip too.
     let list = format!("/nonexistent/kubeconfig:{path}");

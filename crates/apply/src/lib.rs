@@ -15,14 +15,18 @@ use std::time::Duration;
 
 use capstan_cluster::{Cluster, ClusterError, Deleted, Ownership, PropagationPolicy};
 use capstan_core::ObjectRef;
+use capstan_health::HealthStatus;
+use capstan_plan::hooks;
 use capstan_plan::{Action, Change, Plan, PruneDecision, SYNC_OPTIONS_ANNOTATION, replace_allowed};
 use futures::{StreamExt, stream};
 use serde::Serialize;
 
-pub use order::{OrderError, Phase, Slot};
+pub use capstan_plan::hooks::Phase;
+pub use order::{OrderError, Slot};
 
 const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLACE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What to do when a field Git declares is owned by another manager.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -139,6 +143,14 @@ pub enum ApplyFailure {
         timeout: Duration,
         reason: String,
     },
+    #[error("hook {object} failed: {message}")]
+    HookFailed { object: ObjectRef, message: String },
+    #[error("hook {object} did not complete within {timeout:?}: {message}")]
+    HookTimeout {
+        object: ObjectRef,
+        timeout: Duration,
+        message: String,
+    },
     #[error("replacing {object}: the old object was not gone after {timeout:?}")]
     ReplaceTimeout {
         object: ObjectRef,
@@ -209,6 +221,9 @@ async fn run_steps(
             continue;
         }
         run_step(cluster, plan, options, members, changed).await?;
+        if matches!(slot.phase, Phase::PreSync | Phase::PostSync) {
+            wait_for_hooks(cluster, plan, members).await?;
+        }
     }
     Ok(())
 }
@@ -221,10 +236,15 @@ async fn run_sync_fail_hooks(
     changed: &mut ChangeSet,
 ) {
     for (slot, members) in steps {
-        if slot.phase == Phase::SyncFail
-            && let Err(failure) = run_step(cluster, plan, options, members, changed).await
-        {
-            tracing::warn!(%failure, "SyncFail hook could not be applied");
+        if slot.phase != Phase::SyncFail {
+            continue;
+        }
+        let result = match run_step(cluster, plan, options, members, changed).await {
+            Ok(()) => wait_for_hooks(cluster, plan, members).await,
+            Err(failure) => Err(failure),
+        };
+        if let Err(failure) = result {
+            tracing::warn!(%failure, "SyncFail hook did not succeed");
         }
     }
 }
@@ -359,6 +379,59 @@ async fn replace(
         .await
         .map_err(rejected)?;
     Ok(())
+}
+
+/// Waits until every hook among `members` completed (Current for capstan-health: a Job Complete, a
+/// Pod Succeeded), applying its delete policy.
+async fn wait_for_hooks(
+    cluster: &Cluster,
+    plan: &Plan,
+    members: &[usize],
+) -> Result<(), ApplyFailure> {
+    for &index in members {
+        let change = &plan.changes[index];
+        let policy = hooks::delete_policy(&change.desired);
+        let deadline = tokio::time::Instant::now() + HOOK_TIMEOUT;
+        loop {
+            let health = match cluster.get(&change.object).await {
+                Ok(Some(live)) => capstan_health::assess(&live),
+                Ok(None) => capstan_health::Health::not_found(),
+                Err(e) => capstan_health::Health::new(HealthStatus::Unknown, e.to_string()),
+            };
+            match health.status {
+                HealthStatus::Current => {
+                    if policy.on_success {
+                        delete_hook(cluster, &change.object).await;
+                    }
+                    break;
+                }
+                HealthStatus::Failed => {
+                    if policy.on_failure {
+                        delete_hook(cluster, &change.object).await;
+                    }
+                    return Err(ApplyFailure::HookFailed {
+                        object: change.object.clone(),
+                        message: health.message,
+                    });
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(ApplyFailure::HookTimeout {
+                        object: change.object.clone(),
+                        timeout: HOOK_TIMEOUT,
+                        message: health.message,
+                    });
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_hook(cluster: &Cluster, hook: &ObjectRef) {
+    if let Err(error) = cluster.delete(hook, PropagationPolicy::Background).await {
+        tracing::warn!(%hook, %error, "could not delete hook after it ran");
+    }
 }
 
 async fn wait_established(cluster: &Cluster, crd: &ObjectRef) -> Result<(), ApplyFailure> {

@@ -3,38 +3,24 @@
 //! CRDs before what needs them, workloads after their config). Pure and deterministic: ties keep the
 //! order objects were rendered in.
 
-use std::fmt;
-
+use capstan_plan::hooks::{self, HookError, Phase};
 use kube::api::DynamicObject;
 use serde::Serialize;
 
-pub const HOOK_ANNOTATION: &str = "capstan.dev/hook";
 pub const WAVE_ANNOTATION: &str = "capstan.dev/sync-wave";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Phase {
-    PreSync,
-    Sync,
-    PostSync,
-    /// Only run when the sync failed.
-    SyncFail,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
+/// Helm's hook weight orders hooks like a wave.
+const HELM_HOOK_WEIGHT: &str = "helm.sh/hook-weight";
 
 /// Why an object's ordering annotations cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OrderError {
-    #[error(
-        "annotation {HOOK_ANNOTATION}: {value:?} is not one of PreSync, Sync, PostSync, SyncFail"
-    )]
-    Hook { value: String },
-    #[error("annotation {WAVE_ANNOTATION}: {value:?} is not an integer")]
-    Wave { value: String },
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("annotation {annotation}: {value:?} is not an integer")]
+    Wave {
+        annotation: &'static str,
+        value: String,
+    },
 }
 
 fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
@@ -46,25 +32,29 @@ fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
         .map(|v| v.trim())
 }
 
-pub fn phase(object: &DynamicObject) -> Result<Phase, OrderError> {
-    match annotation(object, HOOK_ANNOTATION) {
-        None | Some("Sync") => Ok(Phase::Sync),
-        Some("PreSync") => Ok(Phase::PreSync),
-        Some("PostSync") => Ok(Phase::PostSync),
-        Some("SyncFail") => Ok(Phase::SyncFail),
-        Some(other) => Err(OrderError::Hook {
-            value: other.to_string(),
-        }),
-    }
+/// Namespaces and CRDs that are not hooks themselves go before everything, hooks included: hooks and
+/// the objects after them may live in those namespaces or be of those kinds.
+fn is_prerequisite(object: &DynamicObject) -> bool {
+    let Some(types) = &object.types else {
+        return false;
+    };
+    (types.api_version == "v1" && types.kind == "Namespace")
+        || (types.api_version.starts_with("apiextensions.k8s.io/")
+            && types.kind == "CustomResourceDefinition")
 }
 
 pub fn wave(object: &DynamicObject) -> Result<i64, OrderError> {
-    match annotation(object, WAVE_ANNOTATION) {
-        None => Ok(0),
-        Some(value) => value.parse().map_err(|_| OrderError::Wave {
-            value: value.to_string(),
-        }),
-    }
+    let (key, value) = match annotation(object, WAVE_ANNOTATION) {
+        Some(value) => (WAVE_ANNOTATION, value),
+        None => match annotation(object, HELM_HOOK_WEIGHT) {
+            Some(value) => (HELM_HOOK_WEIGHT, value),
+            None => return Ok(0),
+        },
+    };
+    value.parse().map_err(|_| OrderError::Wave {
+        annotation: key,
+        value: value.to_string(),
+    })
 }
 
 /// Helm's install order (pkg/release/util/kind_sorter.go), condensed: what others depend on first.
@@ -126,8 +116,12 @@ pub struct Slot {
 
 pub fn slot(object: &DynamicObject) -> Result<Slot, OrderError> {
     let kind = object.types.as_ref().map_or("", |t| t.kind.as_str());
+    let phase = match hooks::phase(object)? {
+        Phase::Sync if is_prerequisite(object) => Phase::Prerequisites,
+        phase => phase,
+    };
     Ok(Slot {
-        phase: phase(object)?,
+        phase,
         wave: wave(object)?,
         kind_rank: kind_rank(kind),
     })
@@ -157,8 +151,15 @@ mod tests {
     use serde_json::json;
 
     fn object(kind: &str, annotations: serde_json::Value) -> DynamicObject {
+        let api_version = match kind {
+            "CustomResourceDefinition" => "apiextensions.k8s.io/v1",
+            "Deployment" => "apps/v1",
+            "Job" => "batch/v1",
+            "Widget" => "example.com/v1",
+            _ => "v1",
+        };
         serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": kind,
+            "apiVersion": api_version, "kind": kind,
             "metadata": {"name": kind.to_lowercase(), "annotations": annotations}
         }))
         .expect("object")
@@ -168,11 +169,11 @@ mod tests {
     fn phases_then_waves_then_kinds() {
         let objects = [
             object("Deployment", json!({})),
-            object("Job", json!({HOOK_ANNOTATION: "PostSync"})),
+            object("Job", json!({hooks::HOOK_ANNOTATION: "PostSync"})),
             object("ConfigMap", json!({WAVE_ANNOTATION: "-1"})),
             object("Widget", json!({})),
             object("Namespace", json!({})),
-            object("Job", json!({HOOK_ANNOTATION: "PreSync"})),
+            object("Job", json!({hooks::HOOK_ANNOTATION: "PreSync"})),
             object("Service", json!({WAVE_ANNOTATION: "5"})),
             object("CustomResourceDefinition", json!({})),
         ];
@@ -181,14 +182,15 @@ mod tests {
             .into_iter()
             .flat_map(|(_, members)| members)
             .collect();
-        // PreSync Job; wave -1 ConfigMap; wave 0: Namespace, CRD, Deployment, Widget; wave 5 Service;
-        // PostSync Job.
-        assert_eq!(order, vec![5, 2, 4, 7, 0, 3, 6, 1]);
+        // Prerequisites: Namespace, CRD; PreSync Job; wave -1 ConfigMap; wave 0: Deployment, Widget;
+        // wave 5 Service; PostSync Job.
+        assert_eq!(order, vec![4, 7, 5, 2, 0, 3, 6, 1]);
     }
 
     #[test]
     fn bad_annotations_are_named() {
-        let err = slot(&object("Job", json!({HOOK_ANNOTATION: "Before"}))).expect_err("bad hook");
+        let err =
+            slot(&object("Job", json!({hooks::HOOK_ANNOTATION: "Before"}))).expect_err("bad hook");
         assert!(err.to_string().contains("capstan.dev/hook") && err.to_string().contains("Before"));
         let err = slot(&object("Job", json!({WAVE_ANNOTATION: "first"}))).expect_err("bad wave");
         assert!(err.to_string().contains("capstan.dev/sync-wave"));

@@ -476,3 +476,133 @@ async fn prune_deletes_only_what_this_app_owns() {
     );
     assert_eq!(second.prune.len(), 2);
 }
+
+#[tokio::test]
+async fn presync_hook_in_a_new_namespace_completes_before_the_sync_and_is_deleted_on_success() {
+    let cluster = cluster().await;
+    let home = TestNamespace::create(&cluster.client(), "apply-hooks").await;
+    let app = AppId::new(home.name(), "hooked");
+    let target = format!("{}-target", home.name());
+    let objects = vec![
+        desired(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web", "namespace": target}, "data": {"after": "migration"}})),
+        desired(json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate", "namespace": target,
+                "annotations": {"capstan.dev/hook": "PreSync"}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "m", "image": "busybox"}]}}}})),
+        desired(json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "smoke-test", "namespace": target,
+                "annotations": {"capstan.dev/hook": "PostSync",
+                    "capstan.dev/hook-delete-policy": "HookSucceeded"}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "t", "image": "busybox"}]}}}})),
+        desired(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}})),
+    ];
+    let (planned, result) = sync(
+        &cluster,
+        &app,
+        home.name(),
+        objects,
+        &Inventory::new(),
+        &ApplyOptions::default(),
+    )
+    .await;
+    result.unwrap_or_else(|e| panic!("sync failed: {e}"));
+    let object = |name: &str| {
+        planned
+            .changes
+            .iter()
+            .find(|c| c.object.name == name)
+            .expect("change")
+            .object
+            .clone()
+    };
+
+    // The PreSync Job finished (its last write is the Complete status) before the ConfigMap of the Sync
+    // phase was created (a ConfigMap is written once, so its resourceVersion is its creation).
+    let migrate = cluster
+        .get(&object("migrate"))
+        .await
+        .expect("get")
+        .expect("migrate kept");
+    let complete = migrate.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Complete" && c["status"] == "True");
+    assert!(complete, "{:?}", migrate.data["status"]);
+    let migrate_done: u64 = migrate
+        .metadata
+        .resource_version
+        .clone()
+        .expect("rv")
+        .parse()
+        .expect("revision");
+    let web = cluster
+        .get(&object("web"))
+        .await
+        .expect("get")
+        .expect("web");
+    let web_created: u64 = web
+        .metadata
+        .resource_version
+        .expect("rv")
+        .parse()
+        .expect("revision");
+    assert!(
+        migrate_done < web_created,
+        "hook done at {migrate_done}, sync object created at {web_created}"
+    );
+
+    // The PostSync hook ran and was deleted because it succeeded.
+    assert!(
+        cluster
+            .get(&object("smoke-test"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Hooks run again on the next sync (the Job is re-created).
+    let uid_before = migrate.metadata.uid;
+    let (again, result) = sync(
+        &cluster,
+        &app,
+        home.name(),
+        planned
+            .changes
+            .iter()
+            .map(|c| DesiredObject {
+                object: c.desired.clone(),
+                provenance: c.provenance.clone(),
+            })
+            .collect(),
+        &planned.desired_inventory(),
+        &ApplyOptions::default(),
+    )
+    .await;
+    result.expect("second sync");
+    assert_eq!(
+        again
+            .changes
+            .iter()
+            .find(|c| c.object.name == "migrate")
+            .expect("hook")
+            .action,
+        capstan_plan::Action::Replace
+    );
+    let rerun = cluster
+        .get(&object("migrate"))
+        .await
+        .expect("get")
+        .expect("migrate");
+    assert_ne!(rerun.metadata.uid, uid_before);
+    cluster
+        .delete(
+            &object(&target),
+            capstan_cluster::PropagationPolicy::Background,
+        )
+        .await
+        .expect("cleanup");
+}

@@ -1,13 +1,48 @@
 //! ConfigMap verbs for Capstan's own bookkeeping (the inventory). Replace carries the resourceVersion it
 //! read, so two writers cannot silently overwrite each other.
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
+use kube::api::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
 use crate::{Cluster, ClusterError};
 
 impl Cluster {
+    /// Creates the namespace unless it exists (a namespace that is terminating counts as existing and
+    /// fails later writes with the server's message). Returns whether it was created.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<bool, ClusterError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if namespaces
+            .get_opt(name)
+            .await
+            .map_err(|e| self.api_error("get", format!("Namespace {name}"), e))?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "capstan".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => Ok(true),
+            // Someone else created it meanwhile: as good as ours.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) => Err(self.api_error("create", format!("Namespace {name}"), e)),
+        }
+    }
+
     fn config_maps(&self, namespace: &str) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), namespace)
     }

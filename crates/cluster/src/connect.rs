@@ -169,11 +169,14 @@ mod tests {
     use super::*;
     use std::ffi::OsString;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("capstan-cluster-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+    /// A directory removed when the returned guard drops.
+    fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("capstan-cluster-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().to_path_buf();
+        (dir, path)
     }
 
     fn write_kubeconfig(path: &Path, contexts: &[(&str, &str)], current: Option<&str>) {
@@ -193,7 +196,7 @@ mod tests {
 
     #[test]
     fn flag_wins_over_env_and_home() {
-        let dir = temp_dir("flag");
+        let (_guard, dir) = temp_dir("flag");
         let flag = dir.join("flag");
         let env = OsString::from(dir.join("env"));
         std::fs::write(dir.join("env"), "").expect("write");
@@ -203,7 +206,7 @@ mod tests {
 
     #[test]
     fn env_list_keeps_existing_files_in_order() {
-        let dir = temp_dir("env");
+        let (_guard, dir) = temp_dir("env");
         let (a, b, missing) = (dir.join("a"), dir.join("b"), dir.join("missing"));
         std::fs::write(&a, "").expect("write");
         std::fs::write(&b, "").expect("write");
@@ -214,7 +217,7 @@ mod tests {
 
     #[test]
     fn env_list_of_missing_files_names_them() {
-        let dir = temp_dir("missing");
+        let (_guard, dir) = temp_dir("missing");
         let env = OsString::from(dir.join("nope"));
         let err = kubeconfig_paths(None, Some(&env), None).expect_err("must fail");
         assert!(err.to_string().contains("nope"), "{err}");
@@ -222,7 +225,7 @@ mod tests {
 
     #[test]
     fn no_home_config_means_in_cluster_fallback() {
-        let dir = temp_dir("home");
+        let (_guard, dir) = temp_dir("home");
         assert_eq!(
             kubeconfig_paths(None, None, Some(&dir)).expect("paths"),
             None
@@ -237,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn context_flag_selects_cluster_and_unknown_context_lists_defined_ones() {
-        let dir = temp_dir("ctx");
+        let (_guard, dir) = temp_dir("ctx");
         let path = dir.join("config");
         write_kubeconfig(
             &path,
@@ -273,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn unparsable_kubeconfig_names_the_file() {
-        let dir = temp_dir("bad");
+        let (_guard, dir) = temp_dir("bad");
         let path = dir.join("config");
         std::fs::write(&path, "clusters: [unclosed").expect("write");
         let options = ConnectOptions {

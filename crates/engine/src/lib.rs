@@ -193,6 +193,13 @@ impl Engine {
         }
 
         let desired_inventory = plan.desired_inventory();
+        if stored.resource_version.is_none() {
+            // The first sync of an app: its inventory needs a home before anything is applied.
+            self.cluster
+                .ensure_namespace(&app.id.namespace)
+                .await
+                .map_err(EngineError::cluster)?;
+        }
         let recorded = store
             .save(&stored, &stored.inventory.union(&desired_inventory))
             .await?;

@@ -325,3 +325,43 @@ async fn wait_fails_with_the_reason_when_pods_cannot_be_scheduled() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn the_first_sync_creates_the_namespace_that_holds_the_inventory() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-home").await;
+    let home = format!("{}-apps", ns.name());
+    let app = App {
+        id: AppId::new(home.clone(), "shop"),
+        destination_namespace: ns.name().to_string(),
+        policy: Policy::default(),
+    };
+    engine
+        .sync(&app, vec![config_map("a", "1")], &SyncRequest::default())
+        .await
+        .expect("sync");
+    assert_eq!(
+        names(&engine.inventory(&app).await.expect("inventory")),
+        vec!["a"]
+    );
+    let namespace = ObjectRef {
+        group: String::new(),
+        version: "v1".into(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: home,
+    };
+    assert!(
+        engine
+            .cluster()
+            .get(&namespace)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    engine
+        .cluster()
+        .delete(&namespace, capstan_cluster::PropagationPolicy::Background)
+        .await
+        .expect("cleanup");
+}

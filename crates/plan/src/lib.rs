@@ -11,6 +11,7 @@
 
 pub mod diff;
 pub mod drift;
+pub mod hooks;
 pub mod mask;
 pub mod normalize;
 
@@ -94,6 +95,12 @@ pub enum PlanError {
         api_version: String,
         kind: String,
     },
+    #[error("{provenance}: {source}")]
+    Hook {
+        provenance: String,
+        #[source]
+        source: hooks::HookError,
+    },
     #[error("{provenance}: {object} is declared twice (also in {first})")]
     Duplicate {
         provenance: String,
@@ -149,7 +156,8 @@ pub struct Change {
     pub diff: String,
     /// Fields Git takes back from other managers.
     pub drift: Vec<FieldDrift>,
-    /// Created in this sync after its CRD or its Namespace, so the server could not dry-run it.
+    /// Not dry-run: a hook (re-created on every sync), or created in this sync after its CRD or its
+    /// Namespace.
     pub unverified: bool,
     /// What apply sends: the desired object with namespace defaulted and the ownership mark set.
     #[serde(skip)]
@@ -224,6 +232,16 @@ pub async fn plan<V: ServerView + Sync>(
     let mut prepared = Vec::with_capacity(desired.len());
     let mut seen: HashMap<ObjectRef, String> = HashMap::new();
     for item in desired {
+        match hooks::phase(&item.object) {
+            Ok(hooks::Phase::Skip) => continue,
+            Ok(_) => {}
+            Err(source) => {
+                return Err(PlanError::Hook {
+                    provenance: item.provenance,
+                    source,
+                });
+            }
+        }
         let (object, reference) = prepare(
             view,
             app,
@@ -273,6 +291,31 @@ pub async fn plan<V: ServerView + Sync>(
                     .map_err(|e| server_error(&provenance, e))?
                     .is_none();
             let unverified = in_new_namespace || kind_from_new_crd;
+            if hooks::is_hook(&object) {
+                // Hooks run again on every sync: deleted and created, never dry-run as a patch.
+                let live = view
+                    .live(&reference)
+                    .await
+                    .map_err(|e| server_error(&provenance, e))?;
+                return Ok(Change {
+                    diff: diff::unified(
+                        None,
+                        Some(&shown(&object_value(&object), None)),
+                        &reference.to_string(),
+                    ),
+                    object: reference,
+                    provenance,
+                    action: if live.is_some() {
+                        Action::Replace
+                    } else {
+                        Action::Create
+                    },
+                    drift: Vec::new(),
+                    unverified: true,
+                    desired: object,
+                    live_resource_version: live.and_then(|l| l.metadata.resource_version),
+                });
+            }
             if unverified {
                 return Ok(Change {
                     diff: diff::unified(
