@@ -1,12 +1,15 @@
 //! The `capstan` command line. Glue only: parse flags, call the crates, print the result.
 
+mod app_file;
+mod cmd_app;
+mod cmd_sync;
+mod cmd_version;
+mod output;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use capstan_cluster::{Cluster, ConnectOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +45,62 @@ enum Command {
         #[arg(long)]
         client: bool,
     },
+    /// Render a directory into the objects Capstan would apply (plain YAML, Kustomize, Helm)
+    Render {
+        /// The app directory; the repository root is its nearest ancestor holding .git
+        path: PathBuf,
+        /// Renderer, instead of detecting it: plain, kustomize, helm
+        #[arg(long, value_name = "RENDERER")]
+        renderer: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = RenderOutput::Yaml)]
+        output: RenderOutput,
+    },
+    /// Show what a sync would change; exit 0 if nothing, 1 if something would change, 2 on error
+    Diff {
+        #[command(flatten)]
+        target: cmd_sync::SyncTarget,
+        /// Include deletions of objects that left Git
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Plan a sync: per object create / update / replace / unchanged with diffs, prunes, and a hash
+    Plan {
+        #[command(flatten)]
+        target: cmd_sync::SyncTarget,
+        /// Include deletions of objects that left Git
+        #[arg(long)]
+        prune: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Also write the plan as JSON, for `capstan sync --plan FILE`
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Apply the app: plan, server-side apply in order, prune, and optionally wait for health
+    Sync {
+        #[command(flatten)]
+        target: cmd_sync::SyncTarget,
+        #[command(flatten)]
+        flags: cmd_sync::SyncFlags,
+    },
+    /// Show the objects an app owns (from its inventory) and their health
+    Status {
+        #[command(flatten)]
+        app: cmd_app::AppSelector,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Delete everything an app owns, then its inventory
+    Delete {
+        #[command(flatten)]
+        app: cmd_app::AppSelector,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RenderOutput {
+    Yaml,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,98 +109,14 @@ enum Output {
     Json,
 }
 
-#[derive(Serialize)]
-struct VersionReport {
-    capstan: ClientVersion,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server: Option<ServerVersion>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_error: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ClientVersion {
-    version: &'static str,
-    commit: &'static str,
-}
-
-#[derive(Serialize)]
-struct ServerVersion {
-    url: String,
-    git_version: String,
-    platform: String,
-}
-
-async fn version(flags: &ClusterFlags, output: Output, client_only: bool) -> ExitCode {
-    let mut report = VersionReport {
-        capstan: ClientVersion {
-            version: env!("CARGO_PKG_VERSION"),
-            commit: env!("CAPSTAN_GIT_COMMIT"),
-        },
-        server: None,
-        server_error: None,
-    };
-    if !client_only {
-        let options = ConnectOptions {
-            kubeconfig: flags.kubeconfig.clone(),
-            context: flags.context.clone(),
-            connect_timeout: Some(Duration::from_secs(5)),
-        };
-        let result = async {
-            let cluster = Cluster::connect(&options).await?;
-            let info = cluster.server_version().await?;
-            Ok::<_, capstan_cluster::ClusterError>(ServerVersion {
-                url: cluster.server_url().to_string(),
-                git_version: info.git_version,
-                platform: info.platform,
-            })
-        };
-        match tokio::time::timeout(Duration::from_secs(15), result).await {
-            Ok(Ok(server)) => report.server = Some(server),
-            Ok(Err(err)) => report.server_error = Some(error_chain(&err)),
-            Err(_) => report.server_error = Some("no answer from the API server within 15s".into()),
+impl ClusterFlags {
+    fn connect_options(&self) -> capstan_cluster::ConnectOptions {
+        capstan_cluster::ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
         }
     }
-    match output {
-        Output::Json => match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Output::Text => {
-            println!(
-                "capstan {} (commit {})",
-                report.capstan.version, report.capstan.commit
-            );
-            if let Some(server) = &report.server {
-                println!(
-                    "server {} {} at {}",
-                    server.git_version, server.platform, server.url
-                );
-            }
-            if let Some(err) = &report.server_error {
-                eprintln!("server: not reachable: {err}");
-            }
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-/// An error and its causes on one line, as kube's errors wrap the interesting part.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::main]
@@ -155,6 +130,21 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Version { output, client } => version(&cli.cluster, output, client).await,
+        Command::Version { output, client } => cmd_version::run(&cli.cluster, output, client).await,
+        Command::Render {
+            path,
+            renderer,
+            output,
+        } => cmd_sync::render(&path, renderer.as_deref(), output),
+        Command::Diff { target, prune } => cmd_sync::diff(&cli.cluster, &target, prune).await,
+        Command::Plan {
+            target,
+            prune,
+            output,
+            out,
+        } => cmd_sync::plan(&cli.cluster, &target, prune, output, out.as_deref()).await,
+        Command::Sync { target, flags } => cmd_sync::sync(&cli.cluster, &target, &flags).await,
+        Command::Status { app, output } => cmd_app::status(&cli.cluster, &app, output).await,
+        Command::Delete { app } => cmd_app::delete(&cli.cluster, &app).await,
     }
 }

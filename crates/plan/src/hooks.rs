@@ -115,3 +115,70 @@ pub fn delete_policy(object: &DynamicObject) -> DeletePolicy {
         on_failure: value.split(',').any(|p| p.trim() == "hookfailed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(annotations: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "annotations": annotations}}))
+        .expect("object")
+    }
+
+    #[test]
+    fn capstan_hooks_and_helm_hooks_map_to_phases() {
+        let phase_of = |a| phase(&object(a)).expect("phase");
+        assert_eq!(phase_of(json!({})), Phase::Sync);
+        assert_eq!(
+            phase_of(json!({HOOK_ANNOTATION: "PreSync"})),
+            Phase::PreSync
+        );
+        assert_eq!(
+            phase_of(json!({HELM_HOOK: "pre-install,pre-upgrade"})),
+            Phase::PreSync
+        );
+        assert_eq!(
+            phase_of(json!({HELM_HOOK: "post-upgrade"})),
+            Phase::PostSync
+        );
+        for helm_only in ["test", "pre-delete", "post-delete", "pre-rollback"] {
+            assert_eq!(
+                phase_of(json!({HELM_HOOK: helm_only})),
+                Phase::Skip,
+                "{helm_only}"
+            );
+        }
+        // Capstan's own annotation wins over Helm's.
+        assert_eq!(
+            phase_of(json!({HOOK_ANNOTATION: "PostSync", HELM_HOOK: "pre-install"})),
+            Phase::PostSync
+        );
+        let err = phase(&object(json!({HOOK_ANNOTATION: "Later"}))).expect_err("bad");
+        assert!(err.to_string().contains("Later"));
+    }
+
+    #[test]
+    fn delete_policies_from_either_annotation() {
+        let policy = delete_policy(&object(json!({
+            HELM_HOOK_DELETE_POLICY: "before-hook-creation,hook-succeeded"})));
+        assert_eq!(
+            policy,
+            DeletePolicy {
+                on_success: true,
+                on_failure: false
+            }
+        );
+        let policy = delete_policy(&object(
+            json!({HOOK_DELETE_POLICY_ANNOTATION: "HookFailed"}),
+        ));
+        assert_eq!(
+            policy,
+            DeletePolicy {
+                on_success: false,
+                on_failure: true
+            }
+        );
+    }
+}

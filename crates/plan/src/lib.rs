@@ -156,9 +156,12 @@ pub struct Change {
     pub diff: String,
     /// Fields Git takes back from other managers.
     pub drift: Vec<FieldDrift>,
-    /// Not dry-run: a hook (re-created on every sync), or created in this sync after its CRD or its
-    /// Namespace.
-    pub unverified: bool,
+    /// Why the server could not dry-run this change, when it could not: a hook (re-created on every
+    /// sync), an object whose CRD or Namespace this sync creates, an immutable-field replacement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_dry_run: Option<String>,
+    /// A hook: an action run on every sync, not state; it does not make a plan "changed".
+    pub hook: bool,
     /// What apply sends: the desired object with namespace defaulted and the ownership mark set.
     #[serde(skip)]
     pub desired: DynamicObject,
@@ -207,9 +210,12 @@ impl Plan {
             .filter(|p| p.decision == PruneDecision::Delete)
     }
 
-    /// Whether a sync (with prune when `prune`) would change the cluster.
+    /// Whether a sync (with prune when `prune`) would change the cluster's state. Hooks run on every
+    /// sync and do not count.
     pub fn has_changes(&self, prune: bool) -> bool {
-        self.changes.iter().any(|c| c.action != Action::Unchanged)
+        self.changes
+            .iter()
+            .any(|c| c.action != Action::Unchanged && !c.hook)
             || (prune && self.prunes().next().is_some())
     }
 
@@ -290,13 +296,25 @@ pub async fn plan<V: ServerView + Sync>(
                     .await
                     .map_err(|e| server_error(&provenance, e))?
                     .is_none();
-            let unverified = in_new_namespace || kind_from_new_crd;
-            if hooks::is_hook(&object) {
-                // Hooks run again on every sync: deleted and created, never dry-run as a patch.
-                let live = view
-                    .live(&reference)
-                    .await
-                    .map_err(|e| server_error(&provenance, e))?;
+            let hook = hooks::is_hook(&object);
+            let not_dry_run = if hook {
+                Some("hook: runs again on every sync")
+            } else if kind_from_new_crd {
+                Some("its CustomResourceDefinition is created by this sync")
+            } else if in_new_namespace {
+                Some("its Namespace is created by this sync")
+            } else {
+                None
+            };
+            if let Some(reason) = not_dry_run {
+                // Hooks are deleted and created again; the others cannot exist yet.
+                let live = if hook {
+                    view.live(&reference)
+                        .await
+                        .map_err(|e| server_error(&provenance, e))?
+                } else {
+                    None
+                };
                 return Ok(Change {
                     diff: diff::unified(
                         None,
@@ -311,25 +329,10 @@ pub async fn plan<V: ServerView + Sync>(
                         Action::Create
                     },
                     drift: Vec::new(),
-                    unverified: true,
+                    not_dry_run: Some(reason.to_string()),
+                    hook,
                     desired: object,
                     live_resource_version: live.and_then(|l| l.metadata.resource_version),
-                });
-            }
-            if unverified {
-                return Ok(Change {
-                    diff: diff::unified(
-                        None,
-                        Some(&shown(&object_value(&object), None)),
-                        &reference.to_string(),
-                    ),
-                    object: reference,
-                    provenance,
-                    action: Action::Create,
-                    drift: Vec::new(),
-                    unverified: true,
-                    desired: object,
-                    live_resource_version: None,
                 });
             }
             // Controllers write too (a Deployment gets its revision annotation right after a
@@ -527,7 +530,8 @@ fn compare(
             provenance,
             action: Action::Create,
             drift: Vec::new(),
-            unverified: false,
+            not_dry_run: None,
+            hook: false,
             desired,
             live_resource_version: None,
         };
@@ -561,7 +565,8 @@ fn compare(
         action,
         diff,
         drift,
-        unverified: false,
+        not_dry_run: None,
+        hook: false,
         desired,
         live_resource_version: live.metadata.resource_version.clone(),
     }
@@ -584,7 +589,8 @@ fn replacement(
         provenance,
         action: Action::Replace,
         drift: Vec::new(),
-        unverified: true,
+        not_dry_run: Some("an immutable field changes: delete, then create".to_string()),
+        hook: false,
         desired,
         live_resource_version: live.and_then(|l| l.metadata.resource_version.clone()),
     }

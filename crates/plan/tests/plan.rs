@@ -277,9 +277,12 @@ async fn custom_resources_are_planned_after_their_crd_in_the_same_set() {
     .await
     .expect("plan");
     assert_eq!(planned.changes[0].action, Action::Create);
-    assert!(!planned.changes[0].unverified);
+    assert!(planned.changes[0].not_dry_run.is_none());
     assert_eq!(planned.changes[1].action, Action::Create);
-    assert!(planned.changes[1].unverified, "its CRD does not exist yet");
+    assert_eq!(
+        planned.changes[1].not_dry_run.as_deref(),
+        Some("its CustomResourceDefinition is created by this sync")
+    );
     assert_eq!(
         planned.changes[1].object.namespace.as_deref(),
         Some(ns.name()),

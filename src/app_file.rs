@@ -1,0 +1,219 @@
+//! The app file (`capstan.yaml`): one app's identity, source, rendering, destination and policy, so a
+//! sync is reproducible from a file in Git. Documented in docs/app-file.md.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use capstan_apply::Conflicts;
+use capstan_cluster::PropagationPolicy;
+use capstan_core::ownership::AppId;
+use capstan_engine::{App, Policy};
+use capstan_health::HealthRules;
+use capstan_render::{HelmOptions, RenderOptions};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppFile {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    /// Where the app's inventory lives; defaults to the destination namespace.
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spec {
+    pub source: Source,
+    #[serde(default)]
+    pub render: Render,
+    pub destination: Destination,
+    #[serde(default)]
+    pub sync_policy: SyncPolicy,
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    /// A directory, relative to the app file.
+    pub path: Option<PathBuf>,
+}
+
+/// How the source directory becomes objects; see capstan-render.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Render {
+    /// plain, kustomize or helm; detected when absent.
+    pub renderer: Option<String>,
+    /// Plain: globs relative to the source directory.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub helm: Helm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Helm {
+    pub release_name: Option<String>,
+    /// Relative to the chart directory, inside the repository.
+    #[serde(default)]
+    pub values_files: Vec<String>,
+    /// Inline values (YAML text), applied after the files.
+    pub values: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    pub namespace: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncPolicy {
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub allow_empty: bool,
+    #[serde(default)]
+    pub conflicts: ConflictPolicy,
+    #[serde(default)]
+    pub replace: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictPolicy {
+    #[default]
+    TakeOwnership,
+    Fail,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Propagation {
+    #[default]
+    Background,
+    Foreground,
+    Orphan,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub cel: String,
+}
+
+pub const API_VERSION: &str = "capstan.dev/v1alpha1";
+
+/// Where an app's manifests come from.
+#[derive(Clone, Debug)]
+pub enum AppSource {
+    /// A local directory (the repository root is its nearest ancestor holding `.git`).
+    Directory(PathBuf),
+}
+
+/// An app with everything a sync needs, from an app file or from flags.
+pub struct LoadedApp {
+    pub app: App,
+    pub source: Option<AppSource>,
+    pub render: RenderOptions,
+    pub health_rules: HealthRules,
+}
+
+pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading app file {}", path.display()))?;
+    let file: AppFile =
+        serde_saphyr::from_str(&text).with_context(|| format!("app file {}", path.display()))?;
+    if file.api_version != API_VERSION || file.kind != "App" {
+        bail!(
+            "app file {}: expected apiVersion {API_VERSION} and kind App, found {} {}",
+            path.display(),
+            file.api_version,
+            file.kind
+        );
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut health_rules = HealthRules::new();
+    for check in &file.spec.health_checks {
+        health_rules
+            .add(&check.group, &check.kind, &check.cel)
+            .with_context(|| format!("app file {}: spec.healthChecks", path.display()))?;
+    }
+    let policy = &file.spec.sync_policy;
+    let app = App {
+        id: AppId::new(
+            file.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| file.spec.destination.namespace.clone()),
+            file.metadata.name.clone(),
+        ),
+        destination_namespace: file.spec.destination.namespace.clone(),
+        policy: Policy {
+            prune: policy.prune,
+            allow_empty: policy.allow_empty,
+            conflicts: match policy.conflicts {
+                ConflictPolicy::TakeOwnership => Conflicts::TakeOwnership,
+                ConflictPolicy::Fail => Conflicts::Fail,
+            },
+            replace: policy.replace,
+            propagation: match policy.propagation {
+                Propagation::Background => PropagationPolicy::Background,
+                Propagation::Foreground => PropagationPolicy::Foreground,
+                Propagation::Orphan => PropagationPolicy::Orphan,
+            },
+        },
+    };
+    let render = &file.spec.render;
+    let render = RenderOptions {
+        renderer: render
+            .renderer
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| {
+                anyhow::anyhow!("app file {}: spec.render.renderer: {e}", path.display())
+            })?,
+        include: render.include.clone(),
+        exclude: render.exclude.clone(),
+        helm: HelmOptions {
+            release_name: render.helm.release_name.clone(),
+            namespace: Some(file.spec.destination.namespace.clone()),
+            values_files: render.helm.values_files.clone(),
+            values: render.helm.values.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Ok(LoadedApp {
+        app,
+        source: file
+            .spec
+            .source
+            .path
+            .as_ref()
+            .map(|p| AppSource::Directory(base.join(p))),
+        render,
+        health_rules,
+    })
+}

@@ -1,0 +1,284 @@
+//! `capstan diff | plan | sync`: render the app's source, plan against the cluster, and apply.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use capstan_engine::{EngineError, SyncRequest};
+use capstan_plan::{DesiredObject, Plan, hooks};
+use capstan_render::{Limits, OutputFormat, RenderEngine, RendererKind, Tools};
+use clap::Args;
+
+use crate::app_file::{AppSource, LoadedApp};
+use crate::cmd_app::{AppSelector, engine, fail};
+use crate::{ClusterFlags, Output, RenderOutput, output};
+
+/// What to sync: an app file, or a directory with an app name and namespace.
+#[derive(Args)]
+pub struct SyncTarget {
+    #[command(flatten)]
+    pub app: AppSelector,
+    /// A directory of manifests (plain YAML, kustomization or Helm chart), without an app file
+    #[arg(value_name = "PATH", conflicts_with = "file")]
+    pub path: Option<PathBuf>,
+    /// Renderer, instead of detecting it: plain, kustomize, helm
+    #[arg(long, value_name = "RENDERER")]
+    pub renderer: Option<String>,
+}
+
+impl SyncTarget {
+    fn load(&self) -> anyhow::Result<LoadedApp> {
+        let mut loaded = self.app.load()?;
+        if let Some(path) = &self.path {
+            loaded.source = Some(AppSource::Directory(path.clone()));
+        }
+        if let Some(renderer) = &self.renderer {
+            loaded.render.renderer = Some(renderer.parse().map_err(anyhow::Error::msg)?);
+        }
+        Ok(loaded)
+    }
+}
+
+/// Renders the app's source into the objects to sync. Fails before anything touches the cluster.
+pub fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredObject>> {
+    let Some(source) = &loaded.source else {
+        bail!(
+            "app {} has no source: give a PATH or spec.source in the app file",
+            loaded.app.id
+        );
+    };
+    let AppSource::Directory(dir) = source;
+    let (root, app_path) = repository_root(dir)?;
+    let renderer = RenderEngine::new(Tools::from_env(), Limits::default());
+    let rendered = renderer
+        .render(&root, &app_path, &loaded.render)
+        .with_context(|| format!("rendering {}", dir.display()))?;
+    rendered
+        .objects
+        .iter()
+        .map(|rendered| {
+            let provenance = format!(
+                "{}#{}",
+                rendered.provenance.file.display(),
+                rendered.provenance.document
+            );
+            let object = serde_json::from_value(rendered.object.clone())
+                .with_context(|| format!("{provenance}: not a Kubernetes object"))?;
+            Ok(DesiredObject { object, provenance })
+        })
+        .collect()
+}
+
+/// The repository root (nearest ancestor with `.git`, else the directory) and the app's path in it.
+fn repository_root(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let absolute = dir
+        .canonicalize()
+        .with_context(|| format!("source directory {}", dir.display()))?;
+    let root = absolute
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(&absolute)
+        .to_path_buf();
+    let relative = absolute
+        .strip_prefix(&root)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    let relative = if relative.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        relative
+    };
+    Ok((root, relative))
+}
+
+/// `capstan render PATH`: the objects as a YAML stream or a JSON List.
+pub fn render(path: &Path, renderer: Option<&str>, format: RenderOutput) -> ExitCode {
+    let result = (|| {
+        let renderer = renderer
+            .map(str::parse::<RendererKind>)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let format = match format {
+            RenderOutput::Yaml => OutputFormat::Yaml,
+            RenderOutput::Json => OutputFormat::Json,
+        };
+        let text = capstan_render::render_command(path, renderer, format)?;
+        print!("{text}");
+        anyhow::Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+async fn make_plan(flags: &ClusterFlags, loaded: &LoadedApp) -> anyhow::Result<Plan> {
+    let desired = desired_objects(loaded)?;
+    let engine = engine(flags).await?;
+    Ok(engine.plan(&loaded.app, desired).await?)
+}
+
+/// `capstan diff`: exit 0 when nothing would change, 1 when something would, 2 on error.
+pub async fn diff(flags: &ClusterFlags, target: &SyncTarget, prune: bool) -> ExitCode {
+    let result = async {
+        let loaded = target.load()?;
+        let plan = make_plan(flags, &loaded).await?;
+        let prune = prune || loaded.app.policy.prune;
+        output::plan(&mut anstream::stdout(), &plan, prune)?;
+        anyhow::Ok(plan.has_changes(prune))
+    };
+    match result.await {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(1),
+        Err(err) => fail(&err),
+    }
+}
+
+/// `capstan plan`: the plan as text or JSON, optionally saved for `capstan sync --plan`.
+pub async fn plan(
+    flags: &ClusterFlags,
+    target: &SyncTarget,
+    prune: bool,
+    format: Output,
+    out_file: Option<&Path>,
+) -> ExitCode {
+    let result = async {
+        let loaded = target.load()?;
+        let plan = make_plan(flags, &loaded).await?;
+        let prune = prune || loaded.app.policy.prune;
+        if let Some(file) = out_file {
+            std::fs::write(file, serde_json::to_string_pretty(&plan)?)
+                .with_context(|| format!("writing plan file {}", file.display()))?;
+        }
+        let mut out = anstream::stdout();
+        match format {
+            Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&plan)?)?,
+            Output::Text => {
+                output::plan(&mut out, &plan, prune)?;
+                writeln!(out, "Plan hash: {}", plan.hash)?;
+            }
+        }
+        anyhow::Ok(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+#[derive(Args)]
+pub struct SyncFlags {
+    /// Delete objects that left Git (only those this app created)
+    #[arg(long)]
+    pub prune: bool,
+    /// Allow a sync with no objects (it prunes everything the app owns)
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Wait until everything is healthy; the exit code says whether it became healthy
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, e.g. 90s, 5m
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Apply only if the fresh plan equals this plan file (from `capstan plan --out FILE`)
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s or 5m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err(format!("{text:?}: unit must be s, m or h")),
+    }
+}
+
+fn expected_plan_hash(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading plan file {}", file.display()))?;
+    let plan: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("plan file {} is not JSON", file.display()))?;
+    plan.get("hash")
+        .and_then(|h| h.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("plan file {} has no \"hash\"", file.display()))
+}
+
+/// `capstan sync`: plan, apply, prune and optionally wait for health.
+pub async fn sync(flags: &ClusterFlags, target: &SyncTarget, sync_flags: &SyncFlags) -> ExitCode {
+    let result = async {
+        let mut loaded = target.load()?;
+        loaded.app.policy.allow_empty |= sync_flags.allow_empty;
+        let desired = desired_objects(&loaded)?;
+        let request = SyncRequest {
+            prune: sync_flags.prune,
+            expected_plan: sync_flags
+                .plan
+                .as_deref()
+                .map(expected_plan_hash)
+                .transpose()?,
+        };
+        let engine = engine(flags).await?;
+        let mut out = anstream::stdout();
+        let report = match engine.sync(&loaded.app, desired, &request).await {
+            Ok(report) => report,
+            Err(EngineError::Apply { source, .. }) => {
+                output::changes(&mut out, &source.changed)?;
+                bail!("app {}: {source}", loaded.app.id);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        output::changes(&mut out, &report.changes)?;
+        if !sync_flags.wait {
+            return anyhow::Ok(true);
+        }
+        let watched: Vec<_> = report
+            .plan
+            .changes
+            .iter()
+            .filter(|c| !hooks::is_hook(&c.desired))
+            .map(|c| c.object.clone())
+            .collect();
+        let mut last = String::new();
+        let mut err_out = anstream::stderr();
+        let waited = engine
+            .wait_healthy(
+                &watched,
+                &loaded.health_rules,
+                sync_flags.timeout,
+                |summary| {
+                    let text = summary.to_string();
+                    if text != last {
+                        let _ = output::progress(&mut err_out, summary);
+                        last = text;
+                    }
+                },
+            )
+            .await;
+        match waited {
+            Ok(summary) => {
+                writeln!(out, "Healthy: {}", summary)?;
+                Ok(true)
+            }
+            Err(err) => {
+                writeln!(anstream::stderr(), "error: {err}")?;
+                Ok(false)
+            }
+        }
+    };
+    match result.await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => fail(&err),
+    }
+}
