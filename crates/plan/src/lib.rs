@@ -59,6 +59,12 @@ pub trait ServerView {
         &self,
         object: &ObjectRef,
     ) -> impl Future<Output = Result<Option<DynamicObject>, ClusterError>> + Send;
+    /// Every live object of `kind` (its name is ignored) in `namespace` (`None`: cluster-scoped).
+    fn list(
+        &self,
+        kind: &ObjectRef,
+        namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<DynamicObject>, ClusterError>> + Send;
 }
 
 impl ServerView for Cluster {
@@ -75,6 +81,57 @@ impl ServerView for Cluster {
     async fn live(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
         self.get(object).await
     }
+    async fn list(
+        &self,
+        kind: &ObjectRef,
+        namespace: Option<&str>,
+    ) -> Result<Vec<DynamicObject>, ClusterError> {
+        Cluster::list(self, kind, namespace, None).await
+    }
+}
+
+/// Kinds with at least this many desired objects in one namespace are read with one LIST instead of a
+/// GET per object.
+const LIST_THRESHOLD: usize = 8;
+
+/// (group, kind, namespace): the objects one LIST returns.
+type KindInNamespace = (String, String, Option<String>);
+/// Live objects read ahead by LIST, keyed by (group, kind, namespace, name).
+type Prefetched = HashMap<(String, String, Option<String>, String), DynamicObject>;
+
+/// LISTs each (kind, namespace) that many desired objects share. Objects not found there do not exist
+/// (as of that LIST; the dry-run's resourceVersion check below catches anything newer).
+async fn prefetch<V: ServerView>(
+    view: &V,
+    prepared: &[(DynamicObject, ObjectRef, String)],
+) -> Result<(Prefetched, HashSet<KindInNamespace>), PlanError> {
+    let mut groups: HashMap<KindInNamespace, (usize, &ObjectRef, &str)> = HashMap::new();
+    for (_, reference, provenance) in prepared {
+        let key = (
+            reference.group.clone(),
+            reference.kind.clone(),
+            reference.namespace.clone(),
+        );
+        groups.entry(key).or_insert((0, reference, provenance)).0 += 1;
+    }
+    let mut live = Prefetched::new();
+    let mut listed = HashSet::new();
+    for (key, (count, reference, provenance)) in groups {
+        if count < LIST_THRESHOLD || view.namespaced(reference).await.ok().flatten().is_none() {
+            continue;
+        }
+        let items = view
+            .list(reference, reference.namespace.as_deref())
+            .await
+            .map_err(|e| server_error(provenance, e))?;
+        for item in items {
+            if let Some(name) = item.metadata.name.clone() {
+                live.insert((key.0.clone(), key.1.clone(), key.2.clone(), name), item);
+            }
+        }
+        listed.insert(key);
+    }
+    Ok((live, listed))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +339,9 @@ pub async fn plan<V: ServerView + Sync>(
             }
         }
     }
+    let (prefetched, listed) = prefetch(view, &prepared).await?;
     let (crds_in_set, new_namespaces) = (&crds_in_set, &new_namespaces);
+    let (prefetched, listed) = (&prefetched, &listed);
     let changes: Vec<Change> = stream::iter(prepared)
         .map(|(object, reference, provenance)| async move {
             let in_new_namespace = reference
@@ -337,13 +396,28 @@ pub async fn plan<V: ServerView + Sync>(
             }
             // Controllers write too (a Deployment gets its revision annotation right after a
             // change): compare only a live object and a dry-run made from the same resourceVersion.
+            let group_key = (
+                reference.group.clone(),
+                reference.kind.clone(),
+                reference.namespace.clone(),
+            );
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let live = view
-                    .live(&reference)
-                    .await
-                    .map_err(|e| server_error(&provenance, e))?;
+                let live = if attempts == 1 && listed.contains(&group_key) {
+                    prefetched
+                        .get(&(
+                            group_key.0.clone(),
+                            group_key.1.clone(),
+                            group_key.2.clone(),
+                            reference.name.clone(),
+                        ))
+                        .cloned()
+                } else {
+                    view.live(&reference)
+                        .await
+                        .map_err(|e| server_error(&provenance, e))?
+                };
                 let predicted = match view.dry_run_apply(&object).await {
                     Ok(predicted) => predicted,
                     Err(ClusterError::Rejected {
@@ -356,9 +430,18 @@ pub async fn plan<V: ServerView + Sync>(
                     }
                     Err(e) => return Err(server_error(&provenance, e)),
                 };
-                let consistent = live.as_ref().is_none_or(|live| {
-                    live.metadata.resource_version == predicted.metadata.resource_version
-                });
+                // A dry-run create stores nothing, so it carries no resourceVersion; a dry-run of an
+                // existing object carries the one it was computed from.
+                let consistent = match &live {
+                    Some(live) => {
+                        live.metadata.resource_version == predicted.metadata.resource_version
+                    }
+                    None => predicted
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .is_none_or(str::is_empty),
+                };
                 if consistent || attempts >= 5 {
                     return Ok(compare(
                         reference,

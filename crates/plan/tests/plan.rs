@@ -378,3 +378,43 @@ async fn prune_candidates_respect_ownership_and_opt_out() {
     assert_eq!(decision("deleted-meanwhile"), Some(PruneDecision::Gone));
     assert_eq!(planned.prunes().count(), 1);
 }
+
+#[tokio::test]
+async fn many_objects_of_a_kind_are_planned_from_one_list() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "plan-many").await;
+    let app = AppId::new(ns.name(), "bulk");
+    let objects = |color: &str| -> Vec<DesiredObject> {
+        (0..12)
+            .map(|i| config_map(&format!("cm-{i}"), if i == 3 { color } else { "blue" }))
+            .collect()
+    };
+    let none = Inventory::new();
+    let first = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        objects("blue")[..6].to_vec(),
+        &none,
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    apply_all(&cluster, &first).await;
+
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        objects("green"),
+        &none,
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    let actions: Vec<Action> = planned.changes.iter().map(|c| c.action).collect();
+    let mut expected = vec![Action::Unchanged; 6];
+    expected[3] = Action::Update;
+    expected.extend(vec![Action::Create; 6]);
+    assert_eq!(actions, expected);
+}
