@@ -10,6 +10,7 @@ use capstan_core::ownership::AppId;
 use capstan_engine::{App, Policy};
 use capstan_health::HealthRules;
 use capstan_render::{HelmOptions, RenderOptions};
+use capstan_source::{Auth, Reference, SourceSpec};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -45,8 +46,26 @@ pub struct Spec {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
-    /// A directory, relative to the app file.
+    /// A directory, relative to the app file (with `git`: a directory inside the repository).
     pub path: Option<PathBuf>,
+    /// A Git repository; the app is `path` inside it at `ref`.
+    pub git: Option<GitSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitSource {
+    pub url: String,
+    /// BRANCH, tag:NAME, semver:RANGE, commit:SHA, BRANCH@SHA
+    #[serde(default = "default_ref", rename = "ref")]
+    pub reference: String,
+    /// SSH private key file (relative to the app file).
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+fn default_ref() -> String {
+    "main".into()
 }
 
 /// How the source directory becomes objects; see capstan-render.
@@ -129,6 +148,8 @@ pub const API_VERSION: &str = "capstan.dev/v1alpha1";
 pub enum AppSource {
     /// A local directory (the repository root is its nearest ancestor holding `.git`).
     Directory(PathBuf),
+    /// `path` inside a Git repository at a reference, fetched by the source stage.
+    Git { spec: SourceSpec, path: PathBuf },
 }
 
 /// An app with everything a sync needs, from an app file or from flags.
@@ -205,14 +226,32 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
         },
         ..Default::default()
     };
-    Ok(LoadedApp {
-        app,
-        source: file
-            .spec
-            .source
+    let source = &file.spec.source;
+    let source = match &source.git {
+        Some(git) => Some(AppSource::Git {
+            spec: SourceSpec {
+                url: git.url.clone(),
+                reference: Reference::parse(&git.reference)
+                    .with_context(|| format!("app file {}: spec.source.git.ref", path.display()))?,
+                auth: match &git.ssh_key {
+                    Some(key) => Auth::Ssh {
+                        private_key: base.join(key),
+                        known_hosts: git.known_hosts.as_ref().map(|k| base.join(k)),
+                    },
+                    None => Auth::None,
+                },
+                verification: None,
+            },
+            path: source.path.clone().unwrap_or_else(|| PathBuf::from(".")),
+        }),
+        None => source
             .path
             .as_ref()
             .map(|p| AppSource::Directory(base.join(p))),
+    };
+    Ok(LoadedApp {
+        app,
+        source,
         render,
         health_rules,
     })

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use capstan_engine::{EngineError, SyncRequest};
 use capstan_plan::{DesiredObject, Plan, hooks};
 use capstan_render::{Limits, OutputFormat, RenderEngine, RendererKind, Tools};
+use capstan_source::{CacheOptions, SourceCache};
 use clap::Args;
 
 use crate::app_file::{AppSource, LoadedApp};
@@ -41,20 +42,36 @@ impl SyncTarget {
     }
 }
 
-/// Renders the app's source into the objects to sync. Fails before anything touches the cluster.
-pub fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredObject>> {
+/// Fetches (for Git sources) and renders the app's source into the objects to sync. Fails before
+/// anything touches the cluster.
+pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredObject>> {
     let Some(source) = &loaded.source else {
         bail!(
             "app {} has no source: give a PATH or spec.source in the app file",
             loaded.app.id
         );
     };
-    let AppSource::Directory(dir) = source;
-    let (root, app_path) = repository_root(dir)?;
-    let renderer = RenderEngine::new(Tools::from_env(), Limits::default());
-    let rendered = renderer
-        .render(&root, &app_path, &loaded.render)
-        .with_context(|| format!("rendering {}", dir.display()))?;
+    let (root, app_path, shown) = match source {
+        AppSource::Directory(dir) => {
+            let (root, app_path) = repository_root(dir)?;
+            (root, app_path, dir.display().to_string())
+        }
+        AppSource::Git { spec, path } => {
+            let cache =
+                SourceCache::new(CacheOptions::new(capstan_source::cli::default_cache_dir()));
+            let artifact = cache.fetch(spec).await?;
+            eprintln!("fetched {} {}", artifact.url, artifact.revision);
+            let shown = format!("{} in {}", path.display(), artifact.revision);
+            (artifact.checkout.clone(), path.clone(), shown)
+        }
+    };
+    let render = loaded.render.clone();
+    // Helm and kustomize run as child processes: keep them off the async workers.
+    let rendered = tokio::task::spawn_blocking(move || {
+        RenderEngine::new(Tools::from_env(), Limits::default()).render(&root, &app_path, &render)
+    })
+    .await?
+    .with_context(|| format!("rendering {shown}"))?;
     rendered
         .objects
         .iter()
@@ -115,7 +132,7 @@ pub fn render(path: &Path, renderer: Option<&str>, format: RenderOutput) -> Exit
 }
 
 async fn make_plan(flags: &ClusterFlags, loaded: &LoadedApp) -> anyhow::Result<Plan> {
-    let desired = desired_objects(loaded)?;
+    let desired = desired_objects(loaded).await?;
     let engine = engine(flags).await?;
     Ok(engine.plan(&loaded.app, desired).await?)
 }
@@ -219,7 +236,7 @@ pub async fn sync(flags: &ClusterFlags, target: &SyncTarget, sync_flags: &SyncFl
     let result = async {
         let mut loaded = target.load()?;
         loaded.app.policy.allow_empty |= sync_flags.allow_empty;
-        let desired = desired_objects(&loaded)?;
+        let desired = desired_objects(&loaded).await?;
         let request = SyncRequest {
             prune: sync_flags.prune,
             expected_plan: sync_flags

@@ -2,6 +2,7 @@
 
 mod app_file;
 mod cmd_app;
+mod cmd_source;
 mod cmd_sync;
 mod cmd_version;
 mod output;
@@ -44,6 +45,11 @@ enum Command {
         /// Only print Capstan's own version; do not contact a cluster
         #[arg(long)]
         client: bool,
+    },
+    /// Git sources
+    Source {
+        #[command(subcommand)]
+        command: cmd_source::SourceCommand,
     },
     /// Render a directory into the objects Capstan would apply (plain YAML, Kustomize, Helm)
     Render {
@@ -131,6 +137,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Version { output, client } => cmd_version::run(&cli.cluster, output, client).await,
+        Command::Source { command } => cmd_source::run(command).await,
         Command::Render {
             path,
             renderer,

@@ -16,6 +16,16 @@ pub use resources::{Deleted, Ownership, ResolvedKind};
 
 use k8s_openapi::apimachinery::pkg::version::Info;
 
+/// rustls needs one process-wide crypto provider; with both ring (kube) and aws-lc-rs (reqwest, used
+/// by gix) in the build it cannot pick one itself. The first connection picks ring.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first: that one serves just as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The field manager name Capstan uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "capstan";
 
@@ -31,6 +41,7 @@ pub struct Cluster {
 impl Cluster {
     /// Connects the way kubectl does; see [`ConnectOptions`].
     pub async fn connect(options: &ConnectOptions) -> Result<Self, ClusterError> {
+        install_crypto_provider();
         let (config, source) = connect::resolve(options).await?;
         let server_url = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {

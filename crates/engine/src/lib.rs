@@ -200,9 +200,13 @@ impl Engine {
                 .await
                 .map_err(EngineError::cluster)?;
         }
-        let recorded = store
-            .save(&stored, &stored.inventory.union(&desired_inventory))
-            .await?;
+        // Unchanged inventories are not written: a no-op sync sends no mutating request.
+        let union = stored.inventory.union(&desired_inventory);
+        let recorded = if union == stored.inventory {
+            stored.clone()
+        } else {
+            store.save(&stored, &union).await?
+        };
         let options = ApplyOptions {
             conflicts: app.policy.conflicts,
             prune,
@@ -228,7 +232,9 @@ impl Engine {
                     remaining.insert(candidate.object.clone());
                 }
             }
-            store.save(&recorded, &remaining).await?;
+            if remaining != recorded.inventory {
+                store.save(&recorded, &remaining).await?;
+            }
         }
         Ok(SyncReport { plan, changes })
     }

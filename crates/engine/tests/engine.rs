@@ -365,3 +365,43 @@ async fn the_first_sync_creates_the_namespace_that_holds_the_inventory() {
         .await
         .expect("cleanup");
 }
+
+#[tokio::test]
+async fn a_no_op_sync_writes_nothing_not_even_the_inventory() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-noop").await;
+    let app = app(ns.name());
+    let objects = || vec![config_map("a", "1"), config_map("b", "1")];
+    let first = engine
+        .sync(&app, objects(), &prune())
+        .await
+        .expect("first sync");
+    let version = |name: &'static str| {
+        let cluster = engine.cluster().clone();
+        let namespace = ns.name().to_string();
+        async move {
+            cluster
+                .config_map(&namespace, name)
+                .await
+                .expect("get")
+                .and_then(|c| c.metadata.resource_version)
+        }
+    };
+    let before = (
+        version("capstan-inventory-shop").await,
+        version("a").await,
+        version("b").await,
+    );
+    let again = engine
+        .sync(&app, objects(), &prune())
+        .await
+        .expect("no-op sync");
+    assert_eq!(again.changes.count(capstan_apply::Outcome::Unchanged), 2);
+    let after = (
+        version("capstan-inventory-shop").await,
+        version("a").await,
+        version("b").await,
+    );
+    assert_eq!(before, after, "no object and no inventory was written");
+    assert_eq!(first.plan.hash.len(), 64);
+}

@@ -15,6 +15,8 @@
 //! Each test gets its own `kube::Client` (clients are bound to the tokio runtime that made them, and
 //! every `#[tokio::test]` has its own) and its own namespace, deleted when the [`TestNamespace`] drops.
 
+pub mod git_servers;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,0 +1,438 @@
+//! Transport work done with gix, in blocking code that callers run under `spawn_blocking`: one
+//! connection per sync that lists the remote refs (one round trip) and only fetches when they differ
+//! from the mirror's, shallow depth 1; deepening for pinned commits. Also maps gix/ssh/http failures
+//! onto the distinct [`SourceError`] variants.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use gix::remote::Direction;
+use gix::remote::fetch::Shallow;
+
+use crate::error::SourceError;
+use crate::spec::Auth;
+use crate::url::RemoteUrl;
+
+/// The mirror keeps every branch and tag of the remote under the same name; `+` because force
+/// pushes must be followed, not refused.
+const MIRROR_REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+const MIN_SCRUBBED_SECRET_LEN: usize = 4;
+
+/// One branch or tag as listed by the remote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// Full name, e.g. `refs/heads/main`.
+    pub name: String,
+    /// What the ref points to (the tag object for annotated tags).
+    pub target: gix::ObjectId,
+    /// The commit behind it (annotated tags peeled).
+    pub commit: gix::ObjectId,
+}
+
+/// The result of one sync of a mirror.
+#[derive(Clone, Debug)]
+pub struct SyncOutcome {
+    pub refs: Vec<RemoteRef>,
+    /// False when the ref listing matched the mirror and no pack was requested.
+    pub fetched: bool,
+}
+
+/// Everything a transport call needs besides the mirror path.
+pub(crate) struct Transport<'a> {
+    pub url: &'a RemoteUrl,
+    pub auth: &'a Auth,
+    pub connect_timeout: Duration,
+    pub interrupt: &'a AtomicBool,
+    pub max_repo_bytes: Option<u64>,
+    /// ssh writes its diagnostics here (`ssh -E`): gix passes on only "permission denied" from ssh's
+    /// stderr, and host key failures must be told apart.
+    pub ssh_log: Option<tempfile::TempPath>,
+}
+
+impl Transport<'_> {
+    fn display_url(&self) -> String {
+        self.url.fetch_url.clone()
+    }
+
+    /// Opens the mirror (creating a bare repository on first use) with per-call settings applied
+    /// in memory only, so no credential is ever written to the mirror's config.
+    fn open_mirror(&self, mirror: &Path) -> Result<gix::Repository, SourceError> {
+        let mut repo = if mirror.join("HEAD").exists() {
+            gix::open_opts(mirror, gix::open::Options::isolated())
+                .map_err(|e| SourceError::cache(mirror, e))?
+        } else {
+            gix::init_bare(mirror).map_err(|e| SourceError::cache(mirror, e))?;
+            gix::open_opts(mirror, gix::open::Options::isolated())
+                .map_err(|e| SourceError::cache(mirror, e))?
+        };
+        let mut config = repo.config_snapshot_mut();
+        let set = |config: &mut gix::config::SnapshotMut<'_>, key: &str, value: &str| {
+            config
+                .set_raw_value(key, value)
+                .map(|_| ())
+                .map_err(|e| SourceError::cache(mirror, format!("cannot set {key}: {e}")))
+        };
+        if self.url.is_ssh {
+            set(&mut config, "core.sshCommand", &self.ssh_command())?;
+            // Without this gix guesses the program kind from the command string, and a command with
+            // arguments is taken for a "simple" ssh that cannot take a port.
+            set(&mut config, "ssh.variant", "ssh")?;
+        }
+        if let Auth::Bearer { token } = self.auth {
+            set(
+                &mut config,
+                "http.extraHeader",
+                &format!("Authorization: Bearer {token}"),
+            )?;
+        }
+        set(
+            &mut config,
+            "http.connectTimeout",
+            &self.connect_timeout.as_millis().to_string(),
+        )?;
+        config.commit().map_err(|e| SourceError::cache(mirror, e))?;
+        Ok(repo)
+    }
+
+    /// gix spawns `ssh` for ssh URLs; these options make it fail instead of prompting and refuse hosts
+    /// that are not in known_hosts.
+    fn ssh_command(&self) -> String {
+        let mut cmd = format!(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout={}",
+            self.connect_timeout.as_secs().max(1)
+        );
+        if let Some(log) = &self.ssh_log {
+            cmd.push_str(&format!(" -E {}", shell_quote(&log.display().to_string())));
+        }
+        if let Auth::Ssh {
+            private_key,
+            known_hosts,
+        } = self.auth
+        {
+            cmd.push_str(&format!(
+                " -o IdentitiesOnly=yes -o IdentityAgent=none -i {}",
+                shell_quote(&private_key.display().to_string())
+            ));
+            if let Some(known_hosts) = known_hosts {
+                cmd.push_str(&format!(
+                    " -o GlobalKnownHostsFile=/dev/null -o UserKnownHostsFile={}",
+                    shell_quote(&known_hosts.display().to_string())
+                ));
+            }
+        }
+        cmd
+    }
+
+    /// Lists the remote refs over one connection and fetches (depth 1) only if they differ from the
+    /// mirror's; prunes branches and tags the remote no longer has.
+    pub(crate) fn sync(&self, mirror: &Path) -> Result<SyncOutcome, SourceError> {
+        self.refuse_clear_text_credentials()?;
+        let repo = self.open_mirror(mirror)?;
+        let remote = repo
+            .remote_at(self.url.fetch_url.as_str())
+            .map_err(|e| self.classify(e))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(MIRROR_REFSPECS, Direction::Fetch)
+            .map_err(|e| self.classify(e))?;
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| self.classify(e))?;
+        let prepare = self
+            .authenticate(connection)
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| self.classify(e))?;
+        let refs = remote_refs(&prepare.ref_map().remote_refs);
+        let local = local_refs(&repo, mirror)?;
+        let wanted: BTreeMap<String, gix::ObjectId> =
+            refs.iter().map(|r| (r.name.clone(), r.target)).collect();
+        if wanted == local {
+            tracing::debug!(url = %self.display_url(), "no new commit; fetch skipped");
+            return Ok(SyncOutcome {
+                refs,
+                fetched: false,
+            });
+        }
+        if !refs.is_empty() {
+            prepare
+                .with_shallow(Shallow::DepthAtRemote(NonZeroU32::MIN))
+                .receive(gix::progress::Discard, self.interrupt)
+                .map_err(|e| self.classify(e))?;
+        } else {
+            drop(prepare);
+        }
+        prune(&repo, mirror, &local, &wanted)?;
+        self.check_size(mirror)?;
+        tracing::info!(url = %self.display_url(), refs = refs.len(), "fetched");
+        Ok(SyncOutcome {
+            refs,
+            fetched: true,
+        })
+    }
+
+    /// Fetches more history of all branches and tags so that an older commit becomes available.
+    pub(crate) fn deepen(&self, mirror: &Path, shallow: Shallow) -> Result<(), SourceError> {
+        let repo = self.open_mirror(mirror)?;
+        let remote = repo
+            .remote_at(self.url.fetch_url.as_str())
+            .map_err(|e| self.classify(e))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(MIRROR_REFSPECS, Direction::Fetch)
+            .map_err(|e| self.classify(e))?;
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| self.classify(e))?;
+        self.authenticate(connection)
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| self.classify(e))?
+            .with_shallow(shallow)
+            .receive(gix::progress::Discard, self.interrupt)
+            .map_err(|e| self.classify(e))?;
+        self.check_size(mirror)
+    }
+
+    /// Credentials over plain `http://` travel in clear text; they are sent only to loopback hosts
+    /// (local mirrors, tests), never across a network.
+    fn refuse_clear_text_credentials(&self) -> Result<(), SourceError> {
+        let has_credentials = !matches!(self.auth, Auth::None | Auth::Ssh { .. })
+            || self.url.embedded_basic.is_some();
+        let host = self.url.host();
+        let host_name = host
+            .rsplit_once(':')
+            .map_or(host.as_str(), |(name, _)| name);
+        let loopback = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
+        if has_credentials && self.url.fetch_url.starts_with("http://") && !loopback {
+            return Err(SourceError::InvalidUrl {
+                url: self.display_url(),
+                reason: "refusing to send credentials in clear text over http://; use https://"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Answers credential requests from our [`Auth`] only: git credential helpers and prompts of the
+    /// host are never consulted, so a missing or wrong password fails instead of hanging.
+    fn authenticate<'a, 'repo, T>(
+        &self,
+        connection: gix::remote::Connection<'a, '_, 'repo, T>,
+    ) -> gix::remote::Connection<'a, 'static, 'repo, T>
+    where
+        T: gix::protocol::transport::client::blocking_io::Transport,
+    {
+        let basic = match self.auth {
+            Auth::Basic { username, password } => Some((username.clone(), password.clone())),
+            _ => self.url.embedded_basic.clone(),
+        };
+        connection.with_credentials(move |action| match (action, &basic) {
+            (gix::credentials::helper::Action::Get(context), Some((username, password))) => {
+                Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: username.clone(),
+                        password: password.clone(),
+                        oauth_refresh_token: None,
+                    },
+                    next: context.into(),
+                }))
+            }
+            _ => Ok(None),
+        })
+    }
+
+    fn check_size(&self, mirror: &Path) -> Result<(), SourceError> {
+        let Some(limit) = self.max_repo_bytes else {
+            return Ok(());
+        };
+        let actual = dir_size(&mirror.join("objects"));
+        if actual > limit {
+            // The oversized mirror is useless and would be fetched into again; drop it.
+            let _ = std::fs::remove_dir_all(mirror);
+            return Err(SourceError::TooLarge {
+                url: self.display_url(),
+                limit_bytes: limit,
+                actual_bytes: actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sorts a transport failure into the actionable variants by the text that git servers, ssh and
+    /// HTTP produce; anything else stays a generic transport error. Secrets are scrubbed.
+    pub(crate) fn classify(&self, error: impl std::error::Error) -> SourceError {
+        let mut detail = error_chain(&error);
+        if let Some(log) = &self.ssh_log
+            && let Ok(ssh_said) = std::fs::read_to_string(log)
+            && !ssh_said.trim().is_empty()
+        {
+            detail = format!("{detail}; ssh: {}", ssh_said.trim().replace('\n', " "));
+        }
+        // Secrets are never handed to gix in a URL, so they should not be in its messages; scrub them
+        // anyway. Very short ones are skipped: they would mangle every word without hiding anything.
+        let embedded = self
+            .url
+            .embedded_basic
+            .iter()
+            .map(|(_, password)| password.clone());
+        for secret in self.auth.secrets().into_iter().chain(embedded) {
+            if secret.len() >= MIN_SCRUBBED_SECRET_LEN {
+                detail = detail.replace(&secret, "***");
+            }
+        }
+        let lower = detail.to_ascii_lowercase();
+        let url = self.display_url();
+        if self.interrupt.load(std::sync::atomic::Ordering::Relaxed)
+            || lower.contains("interrupted")
+        {
+            return SourceError::Cancelled { url };
+        }
+        if lower.contains("remote host identification has changed")
+            || lower.contains("host key for") && lower.contains("has changed")
+        {
+            return SourceError::HostKeyChanged {
+                url,
+                host: self.url.host(),
+            };
+        }
+        if lower.contains("host key verification failed")
+            || lower.contains("no ") && lower.contains("host key is known")
+        {
+            return SourceError::HostKeyUnknown {
+                url,
+                host: self.url.host(),
+            };
+        }
+        if lower.contains("permission denied")
+            || lower.contains("401")
+            || lower.contains("403")
+            || lower.contains("authentication")
+            || lower.contains("credentials")
+        {
+            return SourceError::AuthFailed { url, detail };
+        }
+        if lower.contains("not found")
+            || lower.contains("404")
+            || lower.contains("does not appear to be a git repository")
+            || lower.contains("no such file or directory") && !self.url.is_http
+            || lower.contains("access denied")
+            || lower.contains("not exported")
+        {
+            return SourceError::RepositoryNotFound { url };
+        }
+        if lower.contains("connection refused")
+            || lower.contains("could not resolve")
+            || lower.contains("failed to lookup")
+            || lower.contains("network is unreachable")
+            || lower.contains("timed out")
+            || lower.contains("error trying to connect")
+            || lower.contains("connection closed")
+            || lower.contains("connection reset")
+        {
+            return SourceError::Unreachable { url, detail };
+        }
+        SourceError::Transport { url, detail }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn remote_refs(listing: &[gix::protocol::handshake::Ref]) -> Vec<RemoteRef> {
+    use gix::protocol::handshake::Ref;
+    let mut refs: Vec<RemoteRef> = listing
+        .iter()
+        .filter_map(|r| match r {
+            Ref::Direct {
+                full_ref_name,
+                object,
+            } => Some((full_ref_name, *object, *object)),
+            Ref::Peeled {
+                full_ref_name,
+                tag,
+                object,
+            } => Some((full_ref_name, *tag, *object)),
+            Ref::Symbolic { .. } | Ref::Unborn { .. } => None,
+        })
+        .filter_map(|(name, target, commit)| {
+            let name = String::from_utf8(name.to_vec()).ok()?;
+            (name.starts_with("refs/heads/") || name.starts_with("refs/tags/")).then_some(
+                RemoteRef {
+                    name,
+                    target,
+                    commit,
+                },
+            )
+        })
+        .collect();
+    refs.sort_by(|a, b| a.name.cmp(&b.name));
+    refs
+}
+
+fn local_refs(
+    repo: &gix::Repository,
+    mirror: &Path,
+) -> Result<BTreeMap<String, gix::ObjectId>, SourceError> {
+    let platform = repo
+        .references()
+        .map_err(|e| SourceError::cache(mirror, e))?;
+    let mut refs = BTreeMap::new();
+    for reference in platform.all().map_err(|e| SourceError::cache(mirror, e))? {
+        let reference = reference.map_err(|e| SourceError::cache(mirror, e))?;
+        let name = reference.name().as_bstr().to_string();
+        if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
+            continue;
+        }
+        if let Some(id) = reference.target().try_id() {
+            refs.insert(name, id.to_owned());
+        }
+    }
+    Ok(refs)
+}
+
+/// Removes mirror refs that the remote deleted, so a deleted branch is not served from the cache.
+fn prune(
+    repo: &gix::Repository,
+    mirror: &Path,
+    local: &BTreeMap<String, gix::ObjectId>,
+    remote: &BTreeMap<String, gix::ObjectId>,
+) -> Result<(), SourceError> {
+    for name in local.keys().filter(|name| !remote.contains_key(*name)) {
+        if let Ok(reference) = repo.find_reference(name.as_str()) {
+            reference
+                .delete()
+                .map_err(|e| SourceError::cache(mirror, e))?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+            Ok(_) => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}

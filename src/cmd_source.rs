@@ -1,0 +1,76 @@
+//! `capstan source fetch`: one run of the source stage from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use capstan_source::cli::{self, FetchArgs};
+use clap::{Args, Subcommand};
+
+use crate::Output;
+use crate::cmd_app::fail;
+
+#[derive(Subcommand)]
+pub enum SourceCommand {
+    /// Resolve REF, fetch into the source cache, verify, check out read-only; print revision and path
+    Fetch(FetchFlags),
+}
+
+#[derive(Args)]
+pub struct FetchFlags {
+    /// https://, http://, ssh://, user@host:path, git:// or file:// URL
+    url: String,
+    /// BRANCH, tag:NAME, semver:RANGE, commit:SHA (or a bare 40-hex SHA), BRANCH@SHA
+    #[arg(long = "ref", value_name = "REF", default_value = "main")]
+    reference: String,
+    /// SSH private key (without passphrase)
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Option<PathBuf>,
+    /// known_hosts for SSH (default ~/.ssh/known_hosts); unknown hosts are refused
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// HTTP basic-auth user; the password is read from $CAPSTAN_GIT_PASSWORD ($CAPSTAN_GIT_TOKEN: bearer)
+    #[arg(long)]
+    username: Option<String>,
+    /// Require a signature: ssh=ALLOWED_SIGNERS_FILE or openpgp=PUBLIC_KEY_FILE (repeatable)
+    #[arg(long = "verify", value_name = "KIND=FILE")]
+    verify: Vec<String>,
+    /// Cache directory (default $CAPSTAN_SOURCE_CACHE, else $XDG_CACHE_HOME/capstan/source)
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Fetch timeout in seconds
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+pub async fn run(command: SourceCommand) -> ExitCode {
+    let SourceCommand::Fetch(flags) = command;
+    let result = async {
+        let mut args = FetchArgs {
+            url: flags.url,
+            reference: flags.reference,
+            ssh_key: flags.ssh_key,
+            known_hosts: flags.known_hosts,
+            username: flags.username,
+            password: std::env::var("CAPSTAN_GIT_PASSWORD").ok(),
+            bearer_token: std::env::var("CAPSTAN_GIT_TOKEN").ok(),
+            cache_dir: flags.cache_dir.unwrap_or_else(cli::default_cache_dir),
+            timeout_seconds: flags.timeout,
+            ..Default::default()
+        };
+        for flag in &flags.verify {
+            cli::apply_verify_flag(&mut args, flag)?;
+        }
+        let artifact = cli::fetch_command(args).await?;
+        match flags.output {
+            Output::Text => print!("{}", cli::format_text(&artifact)),
+            Output::Json => println!("{}", cli::format_json(&artifact)),
+        }
+        anyhow::Ok(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
