@@ -3,6 +3,7 @@
 //! CRDs before what needs them, workloads after their config). Pure and deterministic: ties keep the
 //! order objects were rendered in.
 
+use capstan_core::annotation;
 use capstan_plan::hooks::{self, HookError, Phase};
 use kube::api::DynamicObject;
 use serde::Serialize;
@@ -21,15 +22,6 @@ pub enum OrderError {
         annotation: &'static str,
         value: String,
     },
-}
-
-fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
-    object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(|v| v.trim())
 }
 
 /// Namespaces and CRDs that are not hooks themselves go before everything, hooks included: hooks and

@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use capstan_core::annotation;
 use kube::api::DynamicObject;
 use serde::Serialize;
 
@@ -23,15 +24,6 @@ pub enum HookError {
         "annotation {HOOK_ANNOTATION}: {value:?} is not one of PreSync, Sync, PostSync, SyncFail"
     )]
     Phase { value: String },
-}
-
-fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
-    object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(|v| v.trim())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

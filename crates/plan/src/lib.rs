@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
+use capstan_core::annotation;
 use capstan_core::ownership::{self, AppId};
 use capstan_core::{ObjectError, ObjectRef};
 use capstan_inventory::Inventory;
@@ -504,15 +505,6 @@ fn server_error(provenance: &str, source: ClusterError) -> PlanError {
         provenance: provenance.to_string(),
         source: Box::new(source),
     }
-}
-
-fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
-    object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
 }
 
 /// (group, kind) → namespaced, for every CustomResourceDefinition in the desired set.
