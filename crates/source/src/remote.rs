@@ -127,17 +127,24 @@ impl Transport<'_> {
         cmd
     }
 
+    /// The remote of a mirror: every branch and tag, no automatic tag following.
+    fn mirror_remote<'repo>(
+        &self,
+        repo: &'repo gix::Repository,
+    ) -> Result<gix::Remote<'repo>, SourceError> {
+        repo.remote_at(self.url.fetch_url.as_str())
+            .map_err(|e| self.classify(e))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(MIRROR_REFSPECS, Direction::Fetch)
+            .map_err(|e| self.classify(e))
+    }
+
     /// Lists the remote refs over one connection and fetches (depth 1) only if they differ from the
     /// mirror's; prunes branches and tags the remote no longer has.
     pub(crate) fn sync(&self, mirror: &Path) -> Result<SyncOutcome, SourceError> {
         self.refuse_clear_text_credentials()?;
         let repo = self.open_mirror(mirror)?;
-        let remote = repo
-            .remote_at(self.url.fetch_url.as_str())
-            .map_err(|e| self.classify(e))?
-            .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(MIRROR_REFSPECS, Direction::Fetch)
-            .map_err(|e| self.classify(e))?;
+        let remote = self.mirror_remote(&repo)?;
         let connection = remote
             .connect(Direction::Fetch)
             .map_err(|e| self.classify(e))?;
@@ -176,12 +183,7 @@ impl Transport<'_> {
     /// Fetches more history of all branches and tags so that an older commit becomes available.
     pub(crate) fn deepen(&self, mirror: &Path, shallow: Shallow) -> Result<(), SourceError> {
         let repo = self.open_mirror(mirror)?;
-        let remote = repo
-            .remote_at(self.url.fetch_url.as_str())
-            .map_err(|e| self.classify(e))?
-            .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(MIRROR_REFSPECS, Direction::Fetch)
-            .map_err(|e| self.classify(e))?;
+        let remote = self.mirror_remote(&repo)?;
         let connection = remote
             .connect(Direction::Fetch)
             .map_err(|e| self.classify(e))?;
