@@ -306,16 +306,17 @@ impl Transport<'_> {
                 host: self.url.host(),
             };
         }
+        // Match HTTP statuses as statuses: a bare "401" also matches a port like 40177 in the URL.
+        let status = http_status(&lower);
         if lower.contains("permission denied")
-            || lower.contains("401")
-            || lower.contains("403")
+            || matches!(status, Some(401 | 403))
             || lower.contains("authentication")
             || lower.contains("credentials")
         {
             return SourceError::AuthFailed { url, detail };
         }
         if lower.contains("not found")
-            || lower.contains("404")
+            || status == Some(404)
             || lower.contains("does not appear to be a git repository")
             || lower.contains("no such file or directory") && !self.url.is_http
             || lower.contains("access denied")
@@ -437,4 +438,36 @@ pub(crate) fn dir_size(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// The HTTP status in a transport message such as "received http status 404: ..." (lowercased).
+fn http_status(lower: &str) -> Option<u16> {
+    lower.match_indices("status ").find_map(|(at, found)| {
+        let digits = lower.get(at + found.len()..at + found.len() + 3)?;
+        let after = lower[at + found.len() + 3..].chars().next();
+        (digits.bytes().all(|b| b.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_status;
+
+    #[test]
+    fn http_status_is_read_as_a_status_not_from_a_port() {
+        let not_found = "received http status 404: http status client error (404 not found) for url \
+                         (http://127.0.0.1:40177/nope.git/info/refs?service=git-upload-pack)";
+        assert_eq!(http_status(not_found), Some(404));
+        assert_eq!(
+            http_status("received http status 401: unauthorized"),
+            Some(401)
+        );
+        assert_eq!(
+            http_status("connect to http://127.0.0.1:40377 failed"),
+            None
+        );
+        assert_eq!(http_status("exit status 1282"), None);
+    }
 }
