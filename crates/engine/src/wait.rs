@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use capstan_core::ObjectRef;
 use capstan_health::{Health, HealthRules, HealthStatus, Summary, summarize, workloads};
+use futures::{StreamExt, stream};
 
 use crate::{Engine, EngineError};
 
 const POLL: Duration = Duration::from_millis(500);
+/// Objects read at once per round.
+const CONCURRENCY: usize = 16;
 
 /// Kinds whose unhealthy verdict is explained better by their pods' state.
 const POD_OWNERS: &[&str] = &[
@@ -20,41 +23,48 @@ const POD_OWNERS: &[&str] = &[
 ];
 
 impl Engine {
-    /// The health of each object now. A missing object is NotFound.
+    /// The health of each object now (in the order given); a missing object is NotFound. Objects
+    /// are read concurrently, as `status` and `--wait` read every object of an app each round.
     pub async fn health(
         &self,
         objects: &[ObjectRef],
         rules: &HealthRules,
     ) -> Result<Vec<(ObjectRef, Health)>, EngineError> {
-        let mut verdicts = Vec::with_capacity(objects.len());
-        for object in objects {
-            let verdict = match self
+        stream::iter(objects)
+            .map(|object| async move { Ok((object.clone(), self.health_of(object, rules).await?)) })
+            .buffered(CONCURRENCY)
+            .collect::<Vec<Result<_, EngineError>>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn health_of(
+        &self,
+        object: &ObjectRef,
+        rules: &HealthRules,
+    ) -> Result<Health, EngineError> {
+        let Some(live) = self
+            .cluster
+            .get(object)
+            .await
+            .map_err(EngineError::cluster)?
+        else {
+            return Ok(Health::not_found());
+        };
+        let health = rules.assess(&live);
+        if health.status != HealthStatus::Current
+            && POD_OWNERS.contains(&object.kind.as_str())
+            && let Some(selector) = workloads::pod_selector(&live)
+        {
+            let pods = self
                 .cluster
-                .get(object)
+                .list(&pod_kind(), object.namespace.as_deref(), Some(&selector))
                 .await
-                .map_err(EngineError::cluster)?
-            {
-                None => Health::not_found(),
-                Some(live) => {
-                    let health = rules.assess(&live);
-                    if health.status != HealthStatus::Current
-                        && POD_OWNERS.contains(&object.kind.as_str())
-                        && let Some(selector) = workloads::pod_selector(&live)
-                    {
-                        let pods = self
-                            .cluster
-                            .list(&pod_kind(), object.namespace.as_deref(), Some(&selector))
-                            .await
-                            .map_err(EngineError::cluster)?;
-                        workloads::with_pod_reasons(health, &pods)
-                    } else {
-                        health
-                    }
-                }
-            };
-            verdicts.push((object.clone(), verdict));
+                .map_err(EngineError::cluster)?;
+            return Ok(workloads::with_pod_reasons(health, &pods));
         }
-        Ok(verdicts)
+        Ok(health)
     }
 
     /// Waits until every object is Current. Stops early when one is Failed; reports each round to
