@@ -72,20 +72,7 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
     })
     .await?
     .with_context(|| format!("rendering {shown}"))?;
-    rendered
-        .objects
-        .iter()
-        .map(|rendered| {
-            let provenance = format!(
-                "{}#{}",
-                rendered.provenance.file.display(),
-                rendered.provenance.document
-            );
-            let object = serde_json::from_value(rendered.object.clone())
-                .with_context(|| format!("{provenance}: not a Kubernetes object"))?;
-            Ok(DesiredObject { object, provenance })
-        })
-        .collect()
+    Ok(capstan_engine::desired_objects(&rendered)?)
 }
 
 /// The repository root (nearest ancestor with `.git`, else the directory) and the app's path in it.

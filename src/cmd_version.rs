@@ -44,6 +44,7 @@ pub async fn run(flags: &ClusterFlags, output: Output, client_only: bool) -> Exi
             kubeconfig: flags.kubeconfig.clone(),
             context: flags.context.clone(),
             connect_timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
         };
         let result = async {
             let cluster = Cluster::connect(&options).await?;

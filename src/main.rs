@@ -121,6 +121,7 @@ impl ClusterFlags {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             connect_timeout: Some(std::time::Duration::from_secs(10)),
+            ..Default::default()
         }
     }
 }

@@ -11,7 +11,7 @@ use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use crate::ClusterError;
 
 /// How to find the cluster. Both fields unset means kubectl's defaults.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ConnectOptions {
     /// `--kubeconfig`: exactly this file; `KUBECONFIG` is ignored.
     pub kubeconfig: Option<PathBuf>,
@@ -19,6 +19,41 @@ pub struct ConnectOptions {
     pub context: Option<String>,
     /// Upper bound for establishing a TCP/TLS connection; `None` keeps kube's default.
     pub connect_timeout: Option<Duration>,
+    /// Called for every request sent, with its verb (`get`, `watch`, `create`, `patch`, `update`,
+    /// `delete`): the controller counts API requests by verb with it.
+    pub observe_request: Option<RequestObserver>,
+}
+
+/// See [`ConnectOptions::observe_request`].
+pub type RequestObserver = std::sync::Arc<dyn Fn(&'static str) + Send + Sync>;
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("kubeconfig", &self.kubeconfig)
+            .field("context", &self.context)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("observe_request", &self.observe_request.is_some())
+            .finish()
+    }
+}
+
+/// The Kubernetes verb of an HTTP request (`list` and `get` are both `get`: telling them apart needs
+/// the path's shape, which the verb label does not need).
+pub(crate) fn request_verb<B>(request: &http::Request<B>) -> &'static str {
+    let watch = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+    });
+    match *request.method() {
+        http::Method::GET if watch => "watch",
+        http::Method::GET => "get",
+        http::Method::POST => "create",
+        http::Method::PATCH => "patch",
+        http::Method::PUT => "update",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
 }
 
 /// Where a connection's settings came from.
@@ -251,6 +286,7 @@ mod tests {
             kubeconfig: Some(path.clone()),
             context: context.map(String::from),
             connect_timeout: None,
+            ..Default::default()
         };
 
         let (config, source) = resolve(&options(None)).await.expect("current context");

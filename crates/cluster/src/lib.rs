@@ -9,7 +9,7 @@ mod connect;
 mod error;
 mod resources;
 
-pub use connect::{ConnectOptions, KubeconfigSource};
+pub use connect::{ConnectOptions, KubeconfigSource, RequestObserver};
 pub use error::ClusterError;
 pub use kube::api::PropagationPolicy;
 pub use resources::{Deleted, Ownership, ResolvedKind};
@@ -26,6 +26,29 @@ fn install_crypto_provider() {
     });
 }
 
+fn build_client(
+    config: kube::Config,
+    observe: Option<RequestObserver>,
+) -> Result<kube::Client, ClusterError> {
+    let server = config.cluster_url.to_string();
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|source| ClusterError::Client {
+            server: server.clone(),
+            source,
+        })?;
+    Ok(match observe {
+        None => builder.build(),
+        Some(observe) => builder
+            .with_layer(&tower::util::MapRequestLayer::new(
+                move |request: http::Request<kube::client::Body>| {
+                    observe(connect::request_verb(&request));
+                    request
+                },
+            ))
+            .build(),
+    })
+}
+
 /// The field manager name Capstan uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "capstan";
 
@@ -33,6 +56,9 @@ pub const FIELD_MANAGER: &str = "capstan";
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    /// Kept to derive impersonating connections from.
+    config: kube::Config,
+    observe_request: Option<RequestObserver>,
     server_url: String,
     source: KubeconfigSource,
     discovery: resources::DiscoveryCache,
@@ -44,14 +70,30 @@ impl Cluster {
         install_crypto_provider();
         let (config, source) = connect::resolve(options).await?;
         let server_url = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
-            server: server_url.clone(),
-            source,
-        })?;
+        let client = build_client(config.clone(), options.observe_request.clone())?;
         Ok(Self {
             client,
+            config,
+            observe_request: options.observe_request.clone(),
             server_url,
             source,
+            discovery: Default::default(),
+        })
+    }
+
+    /// The same cluster, with every request made as `user` (e.g.
+    /// `system:serviceaccount:<namespace>:<name>`, whose groups the API server adds itself). The
+    /// connection's own identity needs the `impersonate` verb on that user.
+    pub fn impersonate(&self, user: &str) -> Result<Self, ClusterError> {
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(user.to_string());
+        config.auth_info.impersonate_groups = None;
+        Ok(Self {
+            client: build_client(config.clone(), self.observe_request.clone())?,
+            config,
+            observe_request: self.observe_request.clone(),
+            server_url: self.server_url.clone(),
+            source: self.source.clone(),
             discovery: Default::default(),
         })
     }

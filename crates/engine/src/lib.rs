@@ -102,6 +102,9 @@ pub enum EngineError {
         /// `None` when an object Failed before the deadline.
         timed_out: Option<Duration>,
     },
+    /// A rendered document that is not a Kubernetes object (no apiVersion, kind or name).
+    #[error("{provenance}: not a Kubernetes object: {message}")]
+    NotAnObject { provenance: String, message: String },
     /// The apply stopped; `plan` and what was changed before the failure come with it.
     #[error("app {app}: {source}")]
     Apply {
@@ -116,6 +119,30 @@ impl EngineError {
     fn cluster(source: ClusterError) -> Self {
         EngineError::Cluster(Box::new(source))
     }
+}
+
+/// The render stage's objects as the plan's input, each with its provenance as `file#document`.
+pub fn desired_objects(
+    rendered: &capstan_render::Rendered,
+) -> Result<Vec<DesiredObject>, EngineError> {
+    rendered
+        .objects
+        .iter()
+        .map(|rendered| {
+            let provenance = format!(
+                "{}#{}",
+                rendered.provenance.file.display(),
+                rendered.provenance.document
+            );
+            match serde_json::from_value(rendered.object.clone()) {
+                Ok(object) => Ok(DesiredObject { object, provenance }),
+                Err(error) => Err(EngineError::NotAnObject {
+                    provenance,
+                    message: error.to_string(),
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The engine for one cluster.

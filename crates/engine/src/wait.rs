@@ -30,8 +30,13 @@ impl Engine {
         objects: &[ObjectRef],
         rules: &HealthRules,
     ) -> Result<Vec<(ObjectRef, Health)>, EngineError> {
-        stream::iter(objects)
+        // The futures are built eagerly: a closure over `&ObjectRef` inside the stream type would
+        // make the future not `Send` for callers that spawn it (the controller's reconcilers).
+        let reads: Vec<_> = objects
+            .iter()
             .map(|object| async move { Ok((object.clone(), self.health_of(object, rules).await?)) })
+            .collect();
+        stream::iter(reads)
             .buffered(CONCURRENCY)
             .collect::<Vec<Result<_, EngineError>>>()
             .await

@@ -166,6 +166,7 @@ pub async fn cluster() -> Cluster {
         kubeconfig: Some(kubeconfig().to_path_buf()),
         context: None,
         connect_timeout: Some(Duration::from_secs(10)),
+        ..Default::default()
     };
     Cluster::connect(&options)
         .await
