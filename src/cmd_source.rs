@@ -6,13 +6,29 @@ use std::process::ExitCode;
 use capstan_source::cli::{self, FetchArgs};
 use clap::{Args, Subcommand};
 
-use crate::Output;
 use crate::cmd_app::fail;
+use crate::{ClusterFlags, Output};
 
 #[derive(Subcommand)]
 pub enum SourceCommand {
     /// Resolve REF, fetch into the source cache, verify, check out read-only; print revision and path
     Fetch(FetchFlags),
+    /// GitRepositories the controller fetches, with their revision and readiness
+    List {
+        /// Namespace (default: all)
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// One GitRepository
+    Get {
+        name: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(Args)]
@@ -44,8 +60,22 @@ pub struct FetchFlags {
     output: Output,
 }
 
-pub async fn run(command: SourceCommand) -> ExitCode {
-    let SourceCommand::Fetch(flags) = command;
+pub async fn run(cluster: &ClusterFlags, command: SourceCommand) -> ExitCode {
+    let flags = match command {
+        SourceCommand::Fetch(flags) => flags,
+        SourceCommand::List { namespace, output } => {
+            return crate::cmd_controller::sources(cluster, None, namespace.as_deref(), output)
+                .await;
+        }
+        SourceCommand::Get {
+            name,
+            namespace,
+            output,
+        } => {
+            return crate::cmd_controller::sources(cluster, Some(&name), Some(&namespace), output)
+                .await;
+        }
+    };
     let result = async {
         let mut args = FetchArgs {
             url: flags.url,

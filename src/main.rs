@@ -2,6 +2,7 @@
 
 mod app_file;
 mod cmd_app;
+mod cmd_controller;
 mod cmd_source;
 mod cmd_sync;
 mod cmd_version;
@@ -101,6 +102,15 @@ enum Command {
         #[command(flatten)]
         app: cmd_app::AppSelector,
     },
+    /// Run the controller: reconcile GitRepositories and Applications until stopped
+    Controller(cmd_controller::ControllerFlags),
+    /// Print (or --apply) the CRDs, RBAC and Deployment that run the controller in a cluster
+    Install(cmd_controller::InstallFlags),
+    /// Applications managed by the controller
+    App {
+        #[command(subcommand)]
+        command: cmd_controller::AppCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,17 +138,23 @@ impl ClusterFlags {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The controller logs structured JSON lines at info; commands log warnings as text.
+    let controller = matches!(cli.command, Command::Controller(_));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if controller { "info" } else { "warn" })
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if controller {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     match cli.command {
         Command::Version { output, client } => cmd_version::run(&cli.cluster, output, client).await,
-        Command::Source { command } => cmd_source::run(command).await,
+        Command::Source { command } => cmd_source::run(&cli.cluster, command).await,
         Command::Render {
             path,
             renderer,
@@ -154,5 +170,8 @@ async fn main() -> ExitCode {
         Command::Sync { target, flags } => cmd_sync::sync(&cli.cluster, &target, &flags).await,
         Command::Status { app, output } => cmd_app::status(&cli.cluster, &app, output).await,
         Command::Delete { app } => cmd_app::delete(&cli.cluster, &app).await,
+        Command::Controller(flags) => cmd_controller::run_controller(&cli.cluster, &flags).await,
+        Command::Install(flags) => cmd_controller::install(&cli.cluster, &flags).await,
+        Command::App { command } => cmd_controller::app(&cli.cluster, &command).await,
     }
 }

@@ -17,6 +17,7 @@ pub mod drift;
 pub mod install;
 pub mod kube_api;
 pub mod metrics;
+pub mod ops;
 pub mod server;
 pub mod sources;
 
