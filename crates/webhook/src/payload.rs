@@ -784,8 +784,7 @@ mod tests {
             PayloadError::Field {
                 format: "GitHub push",
                 field: "repository.clone_url".into(),
-                message: "invalid type: integer `42`, expected a string at line 1 column 57"
-                    .into()
+                message: "invalid type: integer `42`, expected a string at line 1 column 57".into()
             }
         );
 
@@ -798,7 +797,8 @@ mod tests {
 
         let err = parse(Format::GitLab, r#"{"ref": "refs/heads/main""#).expect_err("truncated");
         assert!(
-            matches!(err, PayloadError::Syntax { .. }) && err.to_string().contains("not valid JSON"),
+            matches!(err, PayloadError::Syntax { .. })
+                && err.to_string().contains("not valid JSON"),
             "{err}"
         );
         let err = parse(Format::GitLab, "[1, 2]").expect_err("not an object");
@@ -806,8 +806,11 @@ mod tests {
         let err = parse(Format::GitLab, r#"{} trailing"#).expect_err("trailing data");
         assert!(matches!(err, PayloadError::Syntax { .. }), "{err}");
 
-        let err = parse(Format::Hub(Provider::GitHub), r#"{"ref": "refs/heads/main"}"#)
-            .expect_err("no repository");
+        let err = parse(
+            Format::Hub(Provider::GitHub),
+            r#"{"ref": "refs/heads/main"}"#,
+        )
+        .expect_err("no repository");
         assert!(
             err.to_string()
                 .contains("names no repository URL (expected repository.clone_url"),
@@ -831,7 +834,10 @@ mod tests {
             Ok(Event::Push(Format::GitLab))
         );
         assert_eq!(
-            push(Provider::GitLab, &[("x-gitlab-event", "Merge Request Hook")]),
+            push(
+                Provider::GitLab,
+                &[("x-gitlab-event", "Merge Request Hook")]
+            ),
             Ok(Event::Ignored("Merge Request Hook".into()))
         );
         assert_eq!(
@@ -850,7 +856,10 @@ mod tests {
             push(Provider::Bitbucket, &[("x-event-key", "diagnostics:ping")]),
             Ok(Event::Ignored("diagnostics:ping".into()))
         );
-        assert_eq!(push(Provider::Generic, &[]), Ok(Event::Push(Format::Generic)));
+        assert_eq!(
+            push(Provider::Generic, &[]),
+            Ok(Event::Push(Format::Generic))
+        );
         let err = push(Provider::GitHub, &[]).expect_err("no event header");
         assert_eq!(
             err.to_string(),

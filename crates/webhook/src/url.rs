@@ -129,6 +129,9 @@ mod tests {
     #[test]
     fn local_paths_match_local_paths() {
         assert!(same_repository("file:///srv/git/app.git", "/srv/git/app"));
-        assert!(!same_repository("file:///srv/git/app.git", "/srv/git/other"));
+        assert!(!same_repository(
+            "file:///srv/git/app.git",
+            "/srv/git/other"
+        ));
     }
 }

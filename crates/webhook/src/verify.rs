@@ -226,7 +226,10 @@ mod tests {
             );
         }
         // A truncated signature has the right form but must not pass.
-        let short = headers(&[("x-hub-signature-256", &format!("sha256={}", &GITHUB_HEX[..32]))]);
+        let short = headers(&[(
+            "x-hub-signature-256",
+            &format!("sha256={}", &GITHUB_HEX[..32]),
+        )]);
         assert_eq!(
             verify(Provider::GitHub, &short, GITHUB_BODY.as_bytes(), &secret()),
             Err(AuthError::Mismatch("X-Hub-Signature-256"))
@@ -283,7 +286,12 @@ mod tests {
             ),
             Ok(())
         );
-        for wrong in ["glpat-like-toke", "glpat-like-token2", "GLPAT-LIKE-TOKEN", ""] {
+        for wrong in [
+            "glpat-like-toke",
+            "glpat-like-token2",
+            "GLPAT-LIKE-TOKEN",
+            "",
+        ] {
             assert_eq!(
                 verify(
                     Provider::GitLab,
