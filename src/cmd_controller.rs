@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use capstan_controller::api::{Application, GitRepository};
 use capstan_controller::kube_api::KubeApi;
-use capstan_controller::{LeaderElection, Options, ops, server::ReceiverConfig};
+use capstan_controller::{LeaderElection, Options, ops, server::NamedReceiver};
 use clap::{Args, Subcommand};
 
 use crate::cmd_app::fail;
@@ -92,16 +92,21 @@ async fn shutdown_signal() {
     }
 }
 
-fn parse_receiver(flag: &str) -> anyhow::Result<ReceiverConfig> {
+fn parse_receiver(flag: &str) -> anyhow::Result<NamedReceiver> {
     let invalid = || format!("--webhook {flag:?}: expected NAME=PROVIDER:SECRET_FILE");
     let (name, rest) = flag.split_once('=').with_context(invalid)?;
     let (provider, file) = rest.split_once(':').with_context(invalid)?;
     let secret = std::fs::read_to_string(file)
         .with_context(|| format!("--webhook {name}: reading the secret file {file}"))?;
-    Ok(ReceiverConfig {
+    let provider = provider
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--webhook {name}: unknown provider {provider:?} (github, gitlab, gitea, bitbucket, generic)"))?;
+    Ok(NamedReceiver {
         name: name.to_string(),
-        provider: provider.to_string(),
-        secret: secret.trim_end_matches(['\n', '\r']).to_string(),
+        config: capstan_webhook::ReceiverConfig {
+            provider,
+            secret: capstan_webhook::Secret::new(secret.trim_end_matches(['\n', '\r'])),
+        },
     })
 }
 

@@ -96,7 +96,7 @@ pub struct Options {
     /// Reconciliations in parallel per controller.
     pub concurrency: u16,
     /// Webhook receivers by name.
-    pub receivers: Vec<server::ReceiverConfig>,
+    pub receivers: Vec<server::NamedReceiver>,
     /// This replica's name in Events and the Lease.
     pub identity: String,
 }

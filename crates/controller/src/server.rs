@@ -12,15 +12,56 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use capstan_webhook::{
+    BoxFuture, Limits, PushEvent, Receiver, ReceiverConfig, ReceiverError, TriggerOutcome,
+};
+
 use crate::metrics::Metrics;
 use crate::{Context, ControllerError};
 
-/// One named webhook receiver: `POST /hook/<name>`.
+/// One named webhook receiver: `POST /hook/<name>`, verified with `config`'s provider and secret.
 #[derive(Clone, Debug)]
-pub struct ReceiverConfig {
+pub struct NamedReceiver {
     pub name: String,
-    pub provider: String,
-    pub secret: String,
+    pub config: ReceiverConfig,
+}
+
+/// Webhooks trigger the GitRepositories whose URL is the pushed repository's.
+struct Receivers {
+    context: Arc<Context>,
+    receivers: Arc<Vec<NamedReceiver>>,
+}
+
+impl Receiver for Receivers {
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ReceiverConfig>, ReceiverError>> {
+        Box::pin(async move {
+            Ok(self
+                .receivers
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.config.clone()))
+        })
+    }
+
+    fn trigger<'a>(
+        &'a self,
+        _name: &'a str,
+        event: PushEvent,
+    ) -> BoxFuture<'a, Result<TriggerOutcome, ReceiverError>> {
+        Box::pin(async move {
+            let matching = crate::sources::matching_repositories(
+                &self.context.repositories(),
+                &event.repository_urls,
+                capstan_webhook::same_repository,
+            );
+            Ok(TriggerOutcome {
+                triggered: self.context.trigger_sources(matching),
+            })
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -28,15 +69,23 @@ pub struct State {
     pub metrics: Metrics,
     pub ready: Arc<AtomicBool>,
     pub context: Arc<Context>,
-    pub receivers: Arc<Vec<ReceiverConfig>>,
+    pub receivers: Arc<Vec<NamedReceiver>>,
 }
 
 pub fn router(state: State) -> Router {
+    let hooks = capstan_webhook::router(
+        Arc::new(Receivers {
+            context: state.context.clone(),
+            receivers: state.receivers.clone(),
+        }),
+        Limits::default(),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(hooks)
 }
 
 async fn readyz(Extract(state): Extract<State>) -> impl IntoResponse {

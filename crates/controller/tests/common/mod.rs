@@ -1,6 +1,6 @@
 //! Shared setup for controller tests: CRDs installed on the shared control plane, a Git repository
 //! on a real `git daemon`, and a controller running in-process, scoped to the test's namespace.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,7 +85,7 @@ pub struct ControllerSetup {
     pub leader: Option<LeaderElection>,
     pub identity: String,
     pub listen: bool,
-    pub receivers: Vec<capstan_controller::server::ReceiverConfig>,
+    pub receivers: Vec<capstan_controller::server::NamedReceiver>,
 }
 
 impl ControllerSetup {
