@@ -270,14 +270,14 @@ impl SourceCache {
         work: impl FnOnce(&Transport<'_>, &Path) -> Result<T, SourceError> + Send + 'static,
         mirror: &Path,
     ) -> Result<T, SourceError> {
-        let held = self.mirror_lock(&url.cache_key).lock_owned().await;
+        let lock = self.mirror_lock(&url.cache_key);
         let interrupt = Arc::new(AtomicBool::new(false));
         let _guard = InterruptOnDrop(interrupt.clone());
         let (url_owned, auth_owned, mirror_owned) = (url.clone(), auth.clone(), mirror.to_owned());
         let timeout = self.options.fetch_timeout;
         let max_repo_bytes = self.options.max_repo_bytes;
         let flag = interrupt.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let job = move |held: tokio::sync::OwnedMutexGuard<()>| {
             let _held = held;
             if let Some(parent) = mirror_owned.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| SourceError::cache(parent, e))?;
@@ -309,8 +309,14 @@ impl SourceCache {
                 askpass,
             };
             work(&transport, &mirror_owned)
-        });
-        match tokio::time::timeout(timeout, task).await {
+        };
+        // The timeout covers the wait for the lock too: work that hangs in a blocking read cannot
+        // be stopped by the interrupt flag, and must not make later fetches wait forever.
+        let locked_then_run = async move {
+            let held = lock.lock_owned().await;
+            tokio::task::spawn_blocking(move || job(held)).await
+        };
+        match tokio::time::timeout(timeout, locked_then_run).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(SourceError::Transport {
                 url: url.fetch_url.clone(),

@@ -657,6 +657,19 @@ async fn timeout_and_size_limit_are_enforced() {
         matches!(err, SourceError::Timeout { seconds: 1, .. }),
         "{err:?}"
     );
+    // The timed-out work must not keep the mirror locked: a second try times out again in time
+    // instead of waiting for the first one forever.
+    let start = Instant::now();
+    let err = cache
+        .fetch(&spec(&format!("git://127.0.0.1:{port}/app.git"), "main"))
+        .await
+        .expect_err("still silent");
+    assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     drop(silent);
 
     let repos = GitRepos::new();
