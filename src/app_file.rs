@@ -61,6 +61,8 @@ pub struct GitSource {
     pub reference: String,
     /// SSH private key file (relative to the app file).
     pub ssh_key: Option<PathBuf>,
+    /// File holding the SSH key's passphrase (relative to the app file); needs `sshKey`.
+    pub ssh_key_passphrase_file: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
 }
 
@@ -233,12 +235,31 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
                 url: git.url.clone(),
                 reference: Reference::parse(&git.reference)
                     .with_context(|| format!("app file {}: spec.source.git.ref", path.display()))?,
-                auth: match &git.ssh_key {
-                    Some(key) => Auth::Ssh {
+                auth: match (&git.ssh_key, &git.ssh_key_passphrase_file) {
+                    (Some(key), passphrase_file) => Auth::Ssh {
                         private_key: base.join(key),
                         known_hosts: git.known_hosts.as_ref().map(|k| base.join(k)),
+                        passphrase: passphrase_file
+                            .as_ref()
+                            .map(|file| {
+                                capstan_source::cli::read_passphrase_file(
+                                    &base.join(file),
+                                    &git.url,
+                                )
+                            })
+                            .transpose()
+                            .with_context(|| {
+                                format!(
+                                    "app file {}: spec.source.git.sshKeyPassphraseFile",
+                                    path.display()
+                                )
+                            })?,
                     },
-                    None => Auth::None,
+                    (None, Some(_)) => anyhow::bail!(
+                        "app file {}: spec.source.git.sshKeyPassphraseFile needs spec.source.git.sshKey",
+                        path.display()
+                    ),
+                    (None, None) => Auth::None,
                 },
                 verification: None,
             },
@@ -255,4 +276,79 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
         render,
         health_rules,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIT_APP: &str = "apiVersion: capstan.dev/v1alpha1
+kind: App
+metadata: {name: shop}
+spec:
+  source:
+    path: deploy
+    git:
+      url: ssh://git@git.example.com/shop.git
+      ref: main
+";
+
+    #[test]
+    fn git_source_reads_the_ssh_key_passphrase_from_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("passphrase"), "open sesame\n").expect("passphrase");
+        let file = dir.path().join("app.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "{GIT_APP}      sshKey: keys/id\n      sshKeyPassphraseFile: passphrase\n  destination: {{namespace: shop}}\n"
+            ),
+        )
+        .expect("app file");
+        let loaded = load(&file).expect("load");
+        let Some(AppSource::Git { spec, .. }) = loaded.source else {
+            panic!("expected a git source");
+        };
+        let Auth::Ssh {
+            private_key,
+            passphrase,
+            ..
+        } = &spec.auth
+        else {
+            panic!("expected ssh auth");
+        };
+        assert_eq!(private_key, &dir.path().join("keys/id"));
+        assert_eq!(passphrase.as_ref().map(|p| p.expose()), Some("open sesame"));
+        assert!(!format!("{spec:?}").contains("open sesame"));
+    }
+
+    #[test]
+    fn a_passphrase_file_without_a_key_or_missing_is_an_error_naming_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("app.yaml");
+        std::fs::write(
+            &file,
+            format!("{GIT_APP}      sshKeyPassphraseFile: passphrase\n  destination: {{namespace: shop}}\n"),
+        )
+        .expect("app file");
+        let err = format!("{:#}", load(&file).err().expect("no key"));
+        assert!(
+            err.contains("sshKeyPassphraseFile needs spec.source.git.sshKey"),
+            "{err}"
+        );
+
+        std::fs::write(
+            &file,
+            format!(
+                "{GIT_APP}      sshKey: id\n      sshKeyPassphraseFile: missing\n  destination: {{namespace: shop}}\n"
+            ),
+        )
+        .expect("app file");
+        let err = format!("{:#}", load(&file).err().expect("missing file"));
+        assert!(
+            err.contains("spec.source.git.sshKeyPassphraseFile"),
+            "{err}"
+        );
+        assert!(err.contains("missing"), "{err}");
+    }
 }

@@ -38,9 +38,12 @@ pub struct FetchFlags {
     /// BRANCH, tag:NAME, semver:RANGE, commit:SHA (or a bare 40-hex SHA), BRANCH@SHA
     #[arg(long = "ref", value_name = "REF", default_value = "main")]
     reference: String,
-    /// SSH private key (without passphrase)
+    /// SSH private key
     #[arg(long, value_name = "FILE")]
     ssh_key: Option<PathBuf>,
+    /// File holding the passphrase of --ssh-key (never given on the command line itself)
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    ssh_key_passphrase_file: Option<PathBuf>,
     /// known_hosts for SSH (default ~/.ssh/known_hosts); unknown hosts are refused
     #[arg(long, value_name = "FILE")]
     known_hosts: Option<PathBuf>,
@@ -81,6 +84,7 @@ pub async fn run(cluster: &ClusterFlags, command: SourceCommand) -> ExitCode {
             url: flags.url,
             reference: flags.reference,
             ssh_key: flags.ssh_key,
+            ssh_key_passphrase_file: flags.ssh_key_passphrase_file,
             known_hosts: flags.known_hosts,
             username: flags.username,
             password: std::env::var("CAPSTAN_GIT_PASSWORD").ok(),

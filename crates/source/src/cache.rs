@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::checkout;
 use crate::error::SourceError;
-use crate::remote::{SyncOutcome, Transport};
+use crate::remote::{Askpass, SyncOutcome, Transport};
 use crate::resolve::{self, Resolved};
 use crate::spec::{Auth, SourceSpec};
 use crate::url::RemoteUrl;
@@ -186,12 +186,14 @@ impl SourceCache {
                 .unwrap_or_else(|p| p.into_inner());
             locks.entry(resolved.commit).or_default().clone()
         };
-        let _checkout_held = checkout_lock.lock().await;
+        // Like the mirror lock, held by the blocking task until the checkout work really stops.
+        let checkout_held = checkout_lock.lock_owned().await;
         let interrupt = Arc::new(AtomicBool::new(false));
         let _guard = InterruptOnDrop(interrupt.clone());
         let cache = self.clone();
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || {
+            let _held = checkout_held;
             cache.finish(&spec, &url, &mirror, &resolved, &interrupt)
         })
         .await
@@ -215,8 +217,6 @@ impl SourceCache {
         };
         let result = cell
             .get_or_init(|| async {
-                let lock = self.mirror_lock(&url.cache_key);
-                let _held = lock.lock().await;
                 self.shared
                     .counters
                     .ref_listings
@@ -259,8 +259,10 @@ impl SourceCache {
         locks.entry(key.to_owned()).or_default().clone()
     }
 
-    /// Runs transport work on a blocking thread with the fetch timeout; on timeout or drop the gix
-    /// work is interrupted.
+    /// Runs transport work on a blocking thread under the mirror's lock, with the fetch timeout; on
+    /// timeout or drop the gix work is interrupted. The lock travels into the blocking task and is
+    /// released only when that work has really stopped, so a fetch that follows a cancelled one
+    /// never meets its half-done writes or lock files.
     async fn run_blocking<T: Send + 'static>(
         &self,
         url: &RemoteUrl,
@@ -268,13 +270,15 @@ impl SourceCache {
         work: impl FnOnce(&Transport<'_>, &Path) -> Result<T, SourceError> + Send + 'static,
         mirror: &Path,
     ) -> Result<T, SourceError> {
+        let lock = self.mirror_lock(&url.cache_key);
         let interrupt = Arc::new(AtomicBool::new(false));
         let _guard = InterruptOnDrop(interrupt.clone());
         let (url_owned, auth_owned, mirror_owned) = (url.clone(), auth.clone(), mirror.to_owned());
         let timeout = self.options.fetch_timeout;
         let max_repo_bytes = self.options.max_repo_bytes;
         let flag = interrupt.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let job = move |held: tokio::sync::OwnedMutexGuard<()>| {
+            let _held = held;
             if let Some(parent) = mirror_owned.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| SourceError::cache(parent, e))?;
             }
@@ -288,17 +292,31 @@ impl SourceCache {
             } else {
                 None
             };
+            let askpass = match &auth_owned {
+                Auth::Ssh {
+                    passphrase: Some(passphrase),
+                    ..
+                } if url_owned.is_ssh => Some(Askpass::new(passphrase)?),
+                _ => None,
+            };
             let transport = Transport {
                 ssh_log,
                 url: &url_owned,
                 auth: &auth_owned,
                 connect_timeout: timeout,
-                interrupt: &flag,
+                interrupt: flag,
                 max_repo_bytes,
+                askpass,
             };
             work(&transport, &mirror_owned)
-        });
-        match tokio::time::timeout(timeout, task).await {
+        };
+        // The timeout covers the wait for the lock too: work that hangs in a blocking read cannot
+        // be stopped by the interrupt flag, and must not make later fetches wait forever.
+        let locked_then_run = async move {
+            let held = lock.lock_owned().await;
+            tokio::task::spawn_blocking(move || job(held)).await
+        };
+        match tokio::time::timeout(timeout, locked_then_run).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(SourceError::Transport {
                 url: url.fetch_url.clone(),
@@ -347,8 +365,6 @@ impl SourceCache {
             };
             step += 1;
             let shallow = depth.map_or_else(Shallow::undo, Shallow::Deepen);
-            let lock = self.mirror_lock(&url.cache_key);
-            let _held = lock.lock().await;
             tracing::info!(url = %url.fetch_url, %commit, ?depth, "deepening mirror for a pinned commit");
             self.run_blocking(
                 url,

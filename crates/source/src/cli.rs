@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::cache::{Artifact, CacheOptions, SourceCache};
 use crate::error::SourceError;
-use crate::spec::{Auth, Reference, SourceSpec, Verification};
+use crate::spec::{Auth, Reference, Secret, SourceSpec, Verification};
 
 /// Command-line values of `capstan source fetch`.
 #[derive(Clone, Debug, Default)]
@@ -13,6 +13,8 @@ pub struct FetchArgs {
     pub url: String,
     pub reference: String,
     pub ssh_key: Option<PathBuf>,
+    /// File holding the SSH key's passphrase (a trailing line break is ignored).
+    pub ssh_key_passphrase_file: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     /// Username for HTTP basic auth; the password comes from the environment, never from argv.
     pub username: Option<String>,
@@ -26,10 +28,21 @@ pub struct FetchArgs {
 
 /// Runs the stage for the CLI and returns the artifact.
 pub async fn fetch_command(args: FetchArgs) -> Result<Artifact, SourceError> {
+    let passphrase = match (&args.ssh_key_passphrase_file, &args.ssh_key) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(SourceError::AuthFailed {
+                url: crate::url::redact_userinfo(&args.url),
+                detail: "a passphrase file was given without an SSH key (--ssh-key)".into(),
+            });
+        }
+        (Some(file), Some(_)) => Some(read_passphrase_file(file, &args.url)?),
+    };
     let auth = match (&args.ssh_key, &args.username, &args.bearer_token) {
         (Some(key), _, _) => Auth::Ssh {
             private_key: key.clone(),
             known_hosts: args.known_hosts.clone(),
+            passphrase,
         },
         (_, Some(username), _) => Auth::Basic {
             username: username.clone(),
@@ -55,6 +68,17 @@ pub async fn fetch_command(args: FetchArgs) -> Result<Artifact, SourceError> {
     let mut options = CacheOptions::new(&args.cache_dir);
     options.fetch_timeout = std::time::Duration::from_secs(args.timeout_seconds.max(1));
     SourceCache::new(options).fetch(&spec).await
+}
+
+/// Reads an SSH key passphrase file; the error names the file, never its content.
+pub fn read_passphrase_file(file: &std::path::Path, url: &str) -> Result<Secret, SourceError> {
+    Secret::from_file(file).map_err(|e| SourceError::AuthFailed {
+        url: crate::url::redact_userinfo(url),
+        detail: format!(
+            "cannot read the SSH key passphrase file {}: {e}",
+            file.display()
+        ),
+    })
 }
 
 /// The human form: revision and checkout path, one per line.

@@ -12,6 +12,12 @@ pub enum SourceError {
         "authentication failed for {url}: check the username/password, token or SSH key ({detail})"
     )]
     AuthFailed { url: String, detail: String },
+    #[error("cannot unlock SSH key {key} for {url}: {reason}")]
+    SshKeyPassphrase {
+        url: String,
+        key: String,
+        reason: String,
+    },
     #[error("repository {url} not found (or the credentials may not see it)")]
     RepositoryNotFound { url: String },
     #[error(
@@ -30,8 +36,10 @@ pub enum SourceError {
     Cancelled { url: String },
     #[error("{reference} not found in {url}")]
     RefNotFound { url: String, reference: String },
+    /// Raised as soon as the transfer passes the limit, so `actual_bytes` is what was seen when the
+    /// transfer stopped (at least that much).
     #[error(
-        "repository {url} is larger than the limit of {limit_bytes} bytes ({actual_bytes} bytes)"
+        "repository {url} is larger than the limit of {limit_bytes} bytes (at least {actual_bytes} bytes)"
     )]
     TooLarge {
         url: String,

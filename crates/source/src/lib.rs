@@ -25,4 +25,4 @@ pub mod verify;
 
 pub use cache::{Artifact, CacheOptions, CacheStats, CommitMetadata, Signature, SourceCache};
 pub use error::SourceError;
-pub use spec::{Auth, Reference, SourceSpec, Verification};
+pub use spec::{Auth, Reference, Secret, SourceSpec, Verification};

@@ -5,15 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gix::remote::Direction;
 use gix::remote::fetch::Shallow;
 
 use crate::error::SourceError;
-use crate::spec::Auth;
+use crate::spec::{Auth, Secret};
 use crate::url::RemoteUrl;
 
 /// The mirror keeps every branch and tag of the remote under the same name; `+` because force
@@ -46,11 +47,181 @@ pub(crate) struct Transport<'a> {
     pub url: &'a RemoteUrl,
     pub auth: &'a Auth,
     pub connect_timeout: Duration,
-    pub interrupt: &'a AtomicBool,
+    /// Set on cancellation, timeout or an exceeded size limit; gix checks it between reads.
+    pub interrupt: Arc<AtomicBool>,
     pub max_repo_bytes: Option<u64>,
     /// ssh writes its diagnostics here (`ssh -E`): gix passes on only "permission denied" from ssh's
     /// stderr, and host key failures must be told apart.
     pub ssh_log: Option<tempfile::TempPath>,
+    /// Hands an SSH key's passphrase to `ssh` (see [`Askpass`]); only for keys with a passphrase.
+    pub askpass: Option<Askpass>,
+}
+
+/// An `SSH_ASKPASS` helper for a passphrase-protected key: a private (0700) temporary directory with
+/// the passphrase in a 0600 file and a script that prints it. ssh runs the script instead of asking a
+/// terminal (`SSH_ASKPASS_REQUIRE=force`), so no tty is needed and the passphrase is never in argv,
+/// in the environment or in the mirror's config. Removed on drop.
+pub(crate) struct Askpass {
+    dir: tempfile::TempDir,
+}
+
+impl Askpass {
+    pub(crate) fn new(passphrase: &Secret) -> Result<Self, SourceError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("capstan-askpass-")
+            .tempdir()
+            .map_err(|e| SourceError::cache(&std::env::temp_dir(), e))?;
+        let write = |name: &str, mode: u32, content: &[u8]| -> Result<PathBuf, SourceError> {
+            let path = dir.path().join(name);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .and_then(|mut file| file.write_all(content).map(|()| file))
+                .map_err(|e| SourceError::cache(&path, e))?;
+            file.flush().map_err(|e| SourceError::cache(&path, e))?;
+            Ok(path)
+        };
+        let secret = write("passphrase", 0o600, passphrase.expose().as_bytes())?;
+        let script = format!(
+            "#!/bin/sh\nexec cat {}\n",
+            shell_quote(&secret.display().to_string())
+        );
+        write("askpass", 0o700, script.as_bytes())?;
+        Ok(Askpass { dir })
+    }
+
+    fn script(&self) -> PathBuf {
+        self.dir.path().join("askpass")
+    }
+
+    /// Environment that makes ssh and ssh-keygen take the passphrase from the script.
+    fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("SSH_ASKPASS", self.script().display().to_string()),
+            ("SSH_ASKPASS_REQUIRE", "force".to_owned()),
+        ]
+    }
+}
+
+/// Progress sink that counts the pack bytes gix receives and raises the interrupt flag once the
+/// size budget is spent, so an oversized repository is refused during the transfer, not after it.
+#[derive(Clone)]
+struct SizeWatch {
+    shared: Arc<SizeWatchShared>,
+    /// Only the "read pack" child counts (pack bytes as they arrive from the remote).
+    counts: bool,
+}
+
+struct SizeWatchShared {
+    budget: u64,
+    received: AtomicU64,
+    exceeded: AtomicBool,
+    interrupt: Arc<AtomicBool>,
+}
+
+/// gix-pack's progress id for "bytes of the pack read from the remote" (`ProgressId::ReadPackBytes`).
+const READ_PACK_BYTES: gix::progress::Id = *b"BWRB";
+
+impl SizeWatch {
+    fn new(budget: u64, interrupt: Arc<AtomicBool>) -> Self {
+        SizeWatch {
+            shared: Arc::new(SizeWatchShared {
+                budget,
+                received: AtomicU64::new(0),
+                exceeded: AtomicBool::new(false),
+                interrupt,
+            }),
+            counts: false,
+        }
+    }
+
+    fn record(&self, received: u64) {
+        if received > self.shared.budget && !self.shared.exceeded.swap(true, Ordering::SeqCst) {
+            self.shared.interrupt.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn exceeded(&self) -> Option<u64> {
+        self.shared
+            .exceeded
+            .load(Ordering::SeqCst)
+            .then(|| self.shared.received.load(Ordering::SeqCst))
+    }
+}
+
+impl gix::Count for SizeWatch {
+    fn set(&self, step: gix::progress::Step) {
+        if self.counts {
+            self.shared.received.store(step as u64, Ordering::SeqCst);
+            self.record(step as u64);
+        }
+    }
+
+    fn step(&self) -> gix::progress::Step {
+        if self.counts {
+            self.shared.received.load(Ordering::SeqCst) as gix::progress::Step
+        } else {
+            0
+        }
+    }
+
+    fn inc_by(&self, step: gix::progress::Step) {
+        if self.counts {
+            let now = self
+                .shared
+                .received
+                .fetch_add(step as u64, Ordering::SeqCst)
+                + step as u64;
+            self.record(now);
+        }
+    }
+
+    fn counter(&self) -> gix::progress::StepShared {
+        // Only used by parallel index writing, which this watch does not count.
+        Arc::default()
+    }
+}
+
+impl gix::Progress for SizeWatch {
+    fn init(&mut self, _max: Option<gix::progress::Step>, _unit: Option<gix::progress::Unit>) {}
+
+    fn set_name(&mut self, _name: String) {}
+
+    fn name(&self) -> Option<String> {
+        None
+    }
+
+    fn id(&self) -> gix::progress::Id {
+        gix::progress::UNKNOWN
+    }
+
+    fn message(&self, _level: gix::progress::MessageLevel, _message: String) {}
+}
+
+impl gix::NestedProgress for SizeWatch {
+    type SubProgress = SizeWatch;
+
+    fn add_child(&mut self, _name: impl Into<String>) -> Self::SubProgress {
+        SizeWatch {
+            shared: self.shared.clone(),
+            counts: false,
+        }
+    }
+
+    fn add_child_with_id(
+        &mut self,
+        _name: impl Into<String>,
+        id: gix::progress::Id,
+    ) -> Self::SubProgress {
+        SizeWatch {
+            shared: self.shared.clone(),
+            counts: id == READ_PACK_BYTES,
+        }
+    }
 }
 
 impl Transport<'_> {
@@ -98,23 +269,41 @@ impl Transport<'_> {
         Ok(repo)
     }
 
-    /// gix spawns `ssh` for ssh URLs; these options make it fail instead of prompting and refuse hosts
-    /// that are not in known_hosts.
+    /// gix spawns `ssh` for ssh URLs (through `sh -c`, as the command has arguments); these options make
+    /// it fail instead of prompting and refuse hosts that are not in known_hosts. A key passphrase is
+    /// the one question ssh may ask, and only the askpass script answers it: BatchMode would forbid
+    /// even that, so it is off then, with every other prompt (passwords, keyboard-interactive)
+    /// disabled and one passphrase attempt.
     fn ssh_command(&self) -> String {
-        let mut cmd = format!(
-            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout={}",
+        let mut cmd = String::new();
+        match &self.askpass {
+            Some(askpass) => {
+                for (name, value) in askpass.env() {
+                    cmd.push_str(&format!("{name}={} ", shell_quote(&value)));
+                }
+                cmd.push_str("ssh -o BatchMode=no -o NumberOfPasswordPrompts=1");
+            }
+            None => cmd.push_str("ssh -o BatchMode=yes"),
+        }
+        // Keepalives end a session whose server went silent (3 × 10 s), so a hung ssh cannot hold
+        // the mirror lock forever.
+        cmd.push_str(&format!(
+            " -o StrictHostKeyChecking=yes -o ConnectTimeout={} -o ServerAliveInterval=10 \
+             -o ServerAliveCountMax=3",
             self.connect_timeout.as_secs().max(1)
-        );
+        ));
         if let Some(log) = &self.ssh_log {
             cmd.push_str(&format!(" -E {}", shell_quote(&log.display().to_string())));
         }
         if let Auth::Ssh {
             private_key,
             known_hosts,
+            ..
         } = self.auth
         {
             cmd.push_str(&format!(
-                " -o IdentitiesOnly=yes -o IdentityAgent=none -i {}",
+                " -o PreferredAuthentications=publickey -o PasswordAuthentication=no \
+                 -o KbdInteractiveAuthentication=no -o IdentitiesOnly=yes -o IdentityAgent=none -i {}",
                 shell_quote(&private_key.display().to_string())
             ));
             if let Some(known_hosts) = known_hosts {
@@ -139,15 +328,70 @@ impl Transport<'_> {
             .map_err(|e| self.classify(e))
     }
 
+    /// Connects for fetching. `git://` connections are opened here rather than by gix: gix writes
+    /// each pkt-line in several small writes to the bare socket, and with Nagle's algorithm on, every
+    /// request then waits for the server's delayed ACK (~40 ms per round trip on Linux). The socket
+    /// gets `TCP_NODELAY` (as git's own transport and reqwest's HTTP connections have). Other
+    /// schemes go through gix as usual.
+    fn connect<'remote, 'repo>(
+        &self,
+        remote: &'remote gix::Remote<'repo>,
+    ) -> Result<
+        gix::remote::Connection<
+            'remote,
+            'static,
+            'repo,
+            Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+        >,
+        SourceError,
+    > {
+        let (url, version) = remote
+            .sanitized_url_and_version(Direction::Fetch)
+            .map_err(|e| self.classify(e))?;
+        if url.scheme != gix::url::Scheme::Git {
+            return remote
+                .connect(Direction::Fetch)
+                .map_err(|e| self.classify(e));
+        }
+        let host = url.host().unwrap_or("localhost").to_owned();
+        let port = url.port;
+        let unreachable = |e: std::io::Error| self.classify(e);
+        let address =
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port.unwrap_or(9418)))
+                .map_err(unreachable)?
+                .next()
+                .ok_or_else(|| SourceError::Unreachable {
+                    url: self.display_url(),
+                    detail: format!("could not resolve {host}"),
+                })?;
+        let read = std::net::TcpStream::connect_timeout(&address, self.connect_timeout)
+            .map_err(unreachable)?;
+        read.set_nodelay(true).map_err(unreachable)?;
+        // A server that stops answering must not hold the blocking thread (and the mirror lock)
+        // beyond the fetch timeout.
+        read.set_read_timeout(Some(self.connect_timeout))
+            .and_then(|()| read.set_write_timeout(Some(self.connect_timeout)))
+            .map_err(unreachable)?;
+        let write = read.try_clone().map_err(unreachable)?;
+        let transport = gix_transport::client::git::blocking_io::Connection::new(
+            read,
+            write,
+            version,
+            url.path.clone(),
+            Some((host, port)),
+            gix_transport::client::git::ConnectMode::Daemon,
+            false,
+        );
+        Ok(remote.to_connection_with_transport(Box::new(transport)))
+    }
+
     /// Lists the remote refs over one connection and fetches (depth 1) only if they differ from the
     /// mirror's; prunes branches and tags the remote no longer has.
     pub(crate) fn sync(&self, mirror: &Path) -> Result<SyncOutcome, SourceError> {
         self.refuse_clear_text_credentials()?;
         let repo = self.open_mirror(mirror)?;
         let remote = self.mirror_remote(&repo)?;
-        let connection = remote
-            .connect(Direction::Fetch)
-            .map_err(|e| self.classify(e))?;
+        let connection = self.connect(&remote)?;
         let prepare = self
             .authenticate(connection)
             .prepare_fetch(gix::progress::Discard, Default::default())
@@ -164,10 +408,11 @@ impl Transport<'_> {
             });
         }
         if !refs.is_empty() {
-            prepare
+            let watch = self.size_watch(mirror)?;
+            let received = prepare
                 .with_shallow(Shallow::DepthAtRemote(NonZeroU32::MIN))
-                .receive(gix::progress::Discard, self.interrupt)
-                .map_err(|e| self.classify(e))?;
+                .receive(watch.clone(), &self.interrupt);
+            self.received(mirror, received, &watch)?;
         } else {
             drop(prepare);
         }
@@ -184,16 +429,52 @@ impl Transport<'_> {
     pub(crate) fn deepen(&self, mirror: &Path, shallow: Shallow) -> Result<(), SourceError> {
         let repo = self.open_mirror(mirror)?;
         let remote = self.mirror_remote(&repo)?;
-        let connection = remote
-            .connect(Direction::Fetch)
-            .map_err(|e| self.classify(e))?;
-        self.authenticate(connection)
+        let connection = self.connect(&remote)?;
+        let watch = self.size_watch(mirror)?;
+        let received = self
+            .authenticate(connection)
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| self.classify(e))?
             .with_shallow(shallow)
-            .receive(gix::progress::Discard, self.interrupt)
-            .map_err(|e| self.classify(e))?;
+            .receive(watch.clone(), &self.interrupt);
+        self.received(mirror, received, &watch)?;
         self.check_size(mirror)
+    }
+
+    /// A progress sink that interrupts the transfer once the mirror would outgrow the size limit
+    /// (what is already on disk plus the pack bytes received); refuses at once if it already has.
+    fn size_watch(&self, mirror: &Path) -> Result<SizeWatch, SourceError> {
+        let Some(limit) = self.max_repo_bytes else {
+            return Ok(SizeWatch::new(u64::MAX, self.interrupt.clone()));
+        };
+        self.check_size(mirror)?;
+        let on_disk = dir_size(&mirror.join("objects"));
+        Ok(SizeWatch::new(
+            limit.saturating_sub(on_disk),
+            self.interrupt.clone(),
+        ))
+    }
+
+    /// The result of a pack transfer: an interruption by the size watch becomes [`SourceError::TooLarge`]
+    /// and drops the mirror (gix already removed the partial pack; a mirror that cannot hold the
+    /// repository is useless and would only be fetched into again).
+    fn received<T, E: std::error::Error>(
+        &self,
+        mirror: &Path,
+        result: Result<T, E>,
+        watch: &SizeWatch,
+    ) -> Result<T, SourceError> {
+        if let Some(received) = watch.exceeded() {
+            let limit = self.max_repo_bytes.unwrap_or_default();
+            let _ = std::fs::remove_dir_all(mirror);
+            tracing::warn!(url = %self.display_url(), limit, "size limit exceeded; transfer stopped");
+            return Err(SourceError::TooLarge {
+                url: self.display_url(),
+                limit_bytes: limit,
+                actual_bytes: limit.saturating_sub(watch.shared.budget) + received,
+            });
+        }
+        result.map_err(|e| self.classify(e))
     }
 
     /// Credentials over plain `http://` travel in clear text; they are sent only to loopback hosts
@@ -285,9 +566,7 @@ impl Transport<'_> {
         }
         let lower = detail.to_ascii_lowercase();
         let url = self.display_url();
-        if self.interrupt.load(std::sync::atomic::Ordering::Relaxed)
-            || lower.contains("interrupted")
-        {
+        if self.interrupt.load(Ordering::Relaxed) || lower.contains("interrupted") {
             return SourceError::Cancelled { url };
         }
         if lower.contains("remote host identification has changed")
@@ -313,6 +592,9 @@ impl Transport<'_> {
             || lower.contains("authentication")
             || lower.contains("credentials")
         {
+            if let Some(locked) = self.locked_key_error() {
+                return locked;
+            }
             return SourceError::AuthFailed { url, detail };
         }
         if lower.contains("not found")
@@ -336,6 +618,46 @@ impl Transport<'_> {
             return SourceError::Unreachable { url, detail };
         }
         SourceError::Transport { url, detail }
+    }
+}
+
+impl Transport<'_> {
+    /// After an SSH authentication failure: was it the key's passphrase (wrong, or missing for an
+    /// encrypted key)? `ssh-keygen -y` tries to decrypt the key locally, with the passphrase from
+    /// the askpass script (never in argv), so this is told apart from a key the server refuses.
+    fn locked_key_error(&self) -> Option<SourceError> {
+        let Auth::Ssh { private_key, .. } = self.auth else {
+            return None;
+        };
+        let mut command = std::process::Command::new("ssh-keygen");
+        command
+            .arg("-y")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        match &self.askpass {
+            Some(askpass) => {
+                command.envs(askpass.env());
+            }
+            None => {
+                command.args(["-P", ""]);
+            }
+        }
+        let output = command.arg("-f").arg(private_key).output().ok()?;
+        let stderr = String::from_utf8_lossy(&output.stderr).to_ascii_lowercase();
+        if output.status.success() || !stderr.contains("incorrect passphrase") {
+            return None;
+        }
+        Some(SourceError::SshKeyPassphrase {
+            url: self.display_url(),
+            key: private_key.display().to_string(),
+            reason: if self.askpass.is_some() {
+                "the passphrase is wrong"
+            } else {
+                "the key is encrypted and no passphrase was given"
+            }
+            .to_owned(),
+        })
     }
 }
 

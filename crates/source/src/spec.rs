@@ -140,12 +140,50 @@ pub enum Auth {
     Basic { username: String, password: String },
     /// HTTP `Authorization: Bearer` token.
     Bearer { token: String },
-    /// SSH private key. The host key must be in `known_hosts` (an unknown host is refused);
-    /// without `known_hosts`, `~/.ssh/known_hosts` applies.
+    /// SSH private key, optionally protected by a passphrase. The host key must be in `known_hosts`
+    /// (an unknown host is refused); without `known_hosts`, `~/.ssh/known_hosts` applies.
     Ssh {
         private_key: PathBuf,
         known_hosts: Option<PathBuf>,
+        passphrase: Option<Secret>,
     },
+}
+
+/// A secret string (password, passphrase). `Debug` and `Display` never show it; [`Secret::expose`]
+/// is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// Reads a secret from a file; one trailing line break is dropped (editors add one).
+    pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        let text = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        Ok(Secret(text.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl fmt::Debug for Auth {
@@ -164,10 +202,12 @@ impl fmt::Debug for Auth {
             Auth::Ssh {
                 private_key,
                 known_hosts,
+                passphrase,
             } => f
                 .debug_struct("Ssh")
                 .field("private_key", private_key)
                 .field("known_hosts", known_hosts)
+                .field("passphrase", passphrase)
                 .finish(),
         }
     }
@@ -179,6 +219,10 @@ impl Auth {
         match self {
             Auth::Basic { password, .. } if !password.is_empty() => vec![password.clone()],
             Auth::Bearer { token } if !token.is_empty() => vec![token.clone()],
+            Auth::Ssh {
+                passphrase: Some(passphrase),
+                ..
+            } if !passphrase.expose().is_empty() => vec![passphrase.expose().to_owned()],
             _ => Vec::new(),
         }
     }
@@ -247,5 +291,12 @@ mod tests {
             token: "tok123".into(),
         };
         assert!(!format!("{auth:?}").contains("tok123"));
+        let auth = Auth::Ssh {
+            private_key: "/keys/id".into(),
+            known_hosts: None,
+            passphrase: Some(Secret::new("open-sesame")),
+        };
+        assert!(!format!("{auth:?}").contains("open-sesame"));
+        assert_eq!(Secret::new("x").to_string(), "<redacted>");
     }
 }

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use sha2::Digest;
+
 use crate::error::SourceError;
 use crate::spec::Verification;
 
@@ -27,12 +29,17 @@ pub(crate) fn verify(
         Signed::Commit(id) => ("verify-commit", id, format!("commit {id}")),
         Signed::Tag(id) => ("verify-tag", id, format!("tag object {id}")),
     };
-    if !carries_signature(repo, id) {
+    let Some(data) = repo
+        .find_object(id)
+        .ok()
+        .map(|object| object.data.clone())
+        .filter(|data| carries_signature(data))
+    else {
         return Err(SourceError::SignatureMissing {
             url: url.to_owned(),
             commit: label,
         });
-    }
+    };
     let gnupg_home = tempfile::Builder::new()
         .prefix("capstan-gnupg-")
         .tempdir()
@@ -76,7 +83,9 @@ pub(crate) fn verify(
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let key_id = key_id(&report);
+    let key_id = key_id(&report)
+        .or_else(|| ssh_signature_key(&data))
+        .unwrap_or_else(|| "unknown".to_owned());
     if output.status.success() {
         tracing::info!(object = %label, key = %key_id, "signature verified");
         return Ok(());
@@ -87,9 +96,20 @@ pub(crate) fn verify(
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
-    if report.contains("BADSIG")
-        || report.contains("Signature verification failed")
-        || report.contains("incorrect signature")
+    // A signature that does not match the object (BADSIG, "incorrect signature") or cannot even be
+    // read (corrupted armour or packets) is invalid; gpg can only tell a bad signature from an
+    // untrusted one when it holds the key, so a tampered object signed by a stranger is "untrusted".
+    if [
+        "BADSIG",
+        "Signature verification failed",
+        "incorrect signature",
+        "[GNUPG:] NODATA",
+        "BADARMOR",
+        "Couldn't parse signature",
+        "invalid format",
+    ]
+    .iter()
+    .any(|marker| report.contains(marker))
     {
         return Err(SourceError::SignatureInvalid {
             url: url.to_owned(),
@@ -106,36 +126,56 @@ pub(crate) fn verify(
     })
 }
 
-fn carries_signature(repo: &gix::Repository, id: gix::ObjectId) -> bool {
-    let Ok(object) = repo.find_object(id) else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&object.data);
+fn carries_signature(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
     // Commits carry `gpgsig` headers; tags append the armoured signature to the message.
     text.contains("\ngpgsig ")
         || text.contains("-----BEGIN PGP SIGNATURE-----")
         || text.contains("-----BEGIN SSH SIGNATURE-----")
 }
 
-/// The key the signature names: `SHA256:…` fingerprint for SSH, the long key id for OpenPGP.
-fn key_id(report: &str) -> String {
+/// The key the verifier's report names: `SHA256:…` fingerprint for SSH, the long key id for OpenPGP.
+fn key_id(report: &str) -> Option<String> {
     if let Some(start) = report.find("SHA256:") {
-        return report[start..]
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        return report[start..].split_whitespace().next().map(str::to_owned);
     }
-    for marker in ["ERRSIG ", "BADSIG ", "GOODSIG ", "VALIDSIG "] {
-        if let Some(start) = report.find(marker) {
-            return report[start + marker.len()..]
+    ["ERRSIG ", "BADSIG ", "GOODSIG ", "VALIDSIG "]
+        .iter()
+        .find_map(|marker| {
+            let start = report.find(marker)?;
+            report[start + marker.len()..]
                 .split_whitespace()
                 .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    }
-    "unknown".to_owned()
+                .map(str::to_owned)
+        })
+}
+
+/// The `SHA256:…` fingerprint of the public key inside an SSH signature (the SSHSIG blob carries
+/// it), for reports that name no key: `ssh-keygen` says only "incorrect signature" when a signature
+/// does not match.
+fn ssh_signature_key(object: &[u8]) -> Option<String> {
+    use base64::Engine;
+    const BEGIN: &str = "-----BEGIN SSH SIGNATURE-----";
+    const END: &str = "-----END SSH SIGNATURE-----";
+    let text = String::from_utf8_lossy(object);
+    let start = text.find(BEGIN)? + BEGIN.len();
+    let end = start + text[start..].find(END)?;
+    let armoured: String = text[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(armoured)
+        .ok()?;
+    // "SSHSIG", uint32 version, string public key (uint32 length + bytes).
+    let rest = blob.strip_prefix(b"SSHSIG")?;
+    let length = u32::from_be_bytes(rest.get(4..8)?.try_into().ok()?) as usize;
+    let public_key = rest.get(8..8 + length)?;
+    let digest = sha2::Sha256::digest(public_key);
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
 }
 
 #[cfg(test)]
@@ -145,13 +185,14 @@ mod tests {
         assert_eq!(
             super::key_id(
                 "Good \"git\" signature with ED25519 key SHA256:abcDEF123 No principal matched."
-            ),
-            "SHA256:abcDEF123"
+            )
+            .as_deref(),
+            Some("SHA256:abcDEF123")
         );
         assert_eq!(
-            super::key_id("[GNUPG:] ERRSIG 0123456789ABCDEF 1 10 00 1 9"),
-            "0123456789ABCDEF"
+            super::key_id("[GNUPG:] ERRSIG 0123456789ABCDEF 1 10 00 1 9").as_deref(),
+            Some("0123456789ABCDEF")
         );
-        assert_eq!(super::key_id("nothing"), "unknown");
+        assert_eq!(super::key_id("nothing"), None);
     }
 }

@@ -3,13 +3,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use capstan_source::{
-    Auth, CacheOptions, Reference, SourceCache, SourceError, SourceSpec, Verification,
+    Auth, CacheOptions, Reference, Secret, SourceCache, SourceError, SourceSpec, Verification,
 };
 use capstan_test_support::git_servers::{
     BEARER_TOKEN, GitDaemon, GitRepos, GpgKey, HttpGitServer, ScratchDir, Signing, SshGitServer,
-    ssh_keygen,
+    ssh_keygen, ssh_keygen_with_passphrase,
 };
 
 fn new_cache(dir: &ScratchDir) -> SourceCache {
@@ -382,6 +385,7 @@ async fn ssh_with_key_and_known_hosts_fetches_and_refuses_bad_keys_and_hosts() {
         source.auth = Auth::Ssh {
             private_key: key.to_owned(),
             known_hosts: Some(known_hosts.to_owned()),
+            passphrase: None,
         };
         source
     };
@@ -653,6 +657,19 @@ async fn timeout_and_size_limit_are_enforced() {
         matches!(err, SourceError::Timeout { seconds: 1, .. }),
         "{err:?}"
     );
+    // The timed-out work must not keep the mirror locked: a second try times out again in time
+    // instead of waiting for the first one forever.
+    let start = Instant::now();
+    let err = cache
+        .fetch(&spec(&format!("git://127.0.0.1:{port}/app.git"), "main"))
+        .await
+        .expect_err("still silent");
+    assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     drop(silent);
 
     let repos = GitRepos::new();
@@ -703,4 +720,465 @@ async fn file_urls_and_the_cli_command_work() {
     );
     // The checkout is the tree, not a repository.
     assert!(!artifact.checkout.join(".git").exists());
+}
+
+#[tokio::test]
+async fn ssh_key_with_passphrase_is_unlocked_and_a_wrong_or_missing_passphrase_is_named() {
+    let repos = GitRepos::new();
+    repos.create("app");
+    let sha = repos.commit("app", "main", &[("a.txt", "locked")], "one", Signing::None);
+    let sshd = SshGitServer::start();
+    let scratch = ScratchDir::new("ssh-passphrase");
+    let key = scratch.path().join("locked_key");
+    ssh_keygen_with_passphrase(&key, "locked", "correct horse battery");
+    sshd.authorize(&key.with_extension("pub"));
+    let url = sshd.url(&repos.bare_path("app"));
+    let with_passphrase = |passphrase: Option<&str>| {
+        let mut source = spec(&url, "main");
+        source.auth = Auth::Ssh {
+            private_key: key.clone(),
+            known_hosts: Some(sshd.known_hosts()),
+            passphrase: passphrase.map(Secret::new),
+        };
+        source
+    };
+    let cache = new_cache(&scratch);
+
+    let artifact = cache
+        .fetch(&with_passphrase(Some("correct horse battery")))
+        .await
+        .expect("passphrase-protected key");
+    assert_eq!(artifact.commit, sha);
+    assert_eq!(read(&artifact.checkout, "a.txt"), "locked");
+
+    let wrong = with_passphrase(Some("wrong-passphrase-value"));
+    assert!(!format!("{wrong:?}").contains("wrong-passphrase-value"));
+    let err = cache.fetch(&wrong).await.expect_err("wrong passphrase");
+    match &err {
+        SourceError::SshKeyPassphrase {
+            key: named, reason, ..
+        } => {
+            assert_eq!(named, &key.display().to_string());
+            assert!(reason.contains("passphrase is wrong"), "{err}");
+        }
+        other => panic!("expected SshKeyPassphrase, got {other:?}"),
+    }
+    assert!(
+        !format!("{err} {err:?}").contains("wrong-passphrase-value"),
+        "{err:?}"
+    );
+
+    let err = cache
+        .fetch(&with_passphrase(None))
+        .await
+        .expect_err("missing passphrase");
+    assert!(
+        matches!(&err, SourceError::SshKeyPassphrase { reason, .. } if reason.contains("no passphrase")),
+        "{err:?}"
+    );
+
+    // The CLI reads the passphrase from a file (one trailing newline ignored).
+    let passphrase_file = scratch.path().join("passphrase");
+    std::fs::write(&passphrase_file, "correct horse battery\n").expect("passphrase file");
+    let artifact = capstan_source::cli::fetch_command(capstan_source::cli::FetchArgs {
+        url: url.clone(),
+        reference: "main".into(),
+        ssh_key: Some(key.clone()),
+        ssh_key_passphrase_file: Some(passphrase_file),
+        known_hosts: Some(sshd.known_hosts()),
+        cache_dir: scratch.path().join("cli-cache"),
+        timeout_seconds: 30,
+        ..Default::default()
+    })
+    .await
+    .expect("cli fetch with passphrase file");
+    assert_eq!(artifact.commit, sha);
+}
+
+#[tokio::test]
+async fn size_limit_stops_the_transfer_midway_and_a_bigger_limit_fetches_later() {
+    const MIB: u64 = 1024 * 1024;
+    let repos = GitRepos::new();
+    repos.create("random");
+    let sha = repos.commit_random_blobs("random", "main", 4, MIB as usize);
+    let daemon = GitDaemon::start(&repos.served_root());
+    let scratch = ScratchDir::new("size-limit");
+    let root = scratch.path().join("cache");
+    let mut options = CacheOptions::new(&root);
+    options.max_repo_bytes = Some(MIB);
+    let cache = SourceCache::new(options);
+    let source = spec(&daemon.url("random"), "main");
+
+    let err = cache.fetch(&source).await.expect_err("too large");
+    match &err {
+        SourceError::TooLarge {
+            limit_bytes,
+            actual_bytes,
+            ..
+        } => {
+            assert_eq!(*limit_bytes, MIB);
+            // Stopped shortly after passing the limit, not after receiving all 4 MiB.
+            assert!(
+                *actual_bytes > MIB && *actual_bytes < 2 * MIB,
+                "stopped at {actual_bytes} bytes"
+            );
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(
+        !cache.mirror_path(&source.url).expect("path").exists(),
+        "the oversized mirror is removed"
+    );
+    assert_eq!(walk(&root.join("mirrors")), Vec::<String>::new());
+
+    let mut options = CacheOptions::new(&root);
+    options.max_repo_bytes = Some(64 * MIB);
+    let artifact = SourceCache::new(options)
+        .fetch(&source)
+        .await
+        .expect("fetch under a bigger limit");
+    assert_eq!(artifact.commit, sha);
+    let size = std::fs::metadata(artifact.checkout.join("random003.bin"))
+        .expect("blob")
+        .len();
+    assert_eq!(size, MIB);
+}
+
+/// A TCP proxy that throttles server → client traffic to ~160 KiB/s on connections accepted while
+/// `slow` is set; it counts the bytes forwarded that way and the connections the client closed.
+struct SlowProxy {
+    port: u16,
+    slow: Arc<AtomicBool>,
+    forwarded: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowProxy {
+    async fn start(target_port: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let slow = Arc::new(AtomicBool::new(true));
+        let [forwarded, accepted, closed] = [(); 3].map(|()| Arc::new(AtomicU64::new(0)));
+        let (slow_flag, counter, accepted_count, closed_count) = (
+            slow.clone(),
+            forwarded.clone(),
+            accepted.clone(),
+            closed.clone(),
+        );
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                else {
+                    continue;
+                };
+                accepted_count.fetch_add(1, Ordering::SeqCst);
+                let throttled = slow_flag.load(Ordering::SeqCst);
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    let _ = server_write.shutdown().await;
+                });
+                let (counter, closed_count) = (counter.clone(), closed_count.clone());
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                        counter.fetch_add(n as u64, Ordering::SeqCst);
+                        if throttled {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                    let _ = client_write.shutdown().await;
+                    closed_count.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        SlowProxy {
+            port,
+            slow,
+            forwarded,
+            accepted,
+            closed,
+            task,
+        }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_slow_fetch_stops_it_promptly_and_the_next_fetch_works() {
+    const MIB: usize = 1024 * 1024;
+    let repos = GitRepos::new();
+    repos.create("random");
+    let sha = repos.commit_random_blobs("random", "main", 3, MIB);
+    let daemon = GitDaemon::start(&repos.served_root());
+    let proxy = SlowProxy::start(daemon.port).await;
+    let scratch = ScratchDir::new("cancel");
+    let cache = new_cache(&scratch);
+    let source = spec(
+        &format!("git://127.0.0.1:{}/random.git", proxy.port),
+        "main",
+    );
+
+    // At ~160 KiB/s the 3 MiB pack takes ~20 s; give up after 1.5 s (the future is dropped).
+    let abandoned = tokio::time::timeout(Duration::from_millis(1500), cache.fetch(&source)).await;
+    assert!(abandoned.is_err(), "the slow fetch should still be running");
+    let forwarded_at_cancel = proxy.forwarded.load(Ordering::SeqCst);
+    assert!(
+        forwarded_at_cancel > 64 * 1024 && forwarded_at_cancel < 2 * MIB as u64,
+        "cancelled mid-transfer, after {forwarded_at_cancel} bytes"
+    );
+
+    // The abandoned transfer must stop, not trickle on in the background: its connection closes.
+    let cancelled_at = Instant::now();
+    while proxy.closed.load(Ordering::SeqCst) < proxy.accepted.load(Ordering::SeqCst) {
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(2),
+            "the cancelled transfer is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // New connections at full speed: the next fetch works (no stale lock or half-written pack).
+    proxy.slow.store(false, Ordering::SeqCst);
+    let start = Instant::now();
+    let artifact = cache.fetch(&source).await.expect("fetch after cancel");
+    let elapsed = start.elapsed();
+    assert_eq!(artifact.commit, sha);
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    let packs: Vec<String> = walk(
+        &cache
+            .mirror_path(&source.url)
+            .expect("mirror")
+            .join("objects/pack"),
+    )
+    .into_iter()
+    .filter(|p| !p.ends_with(".idx") && !p.ends_with(".rev"))
+    .collect();
+    assert_eq!(packs.len(), 1, "only the complete pack remains: {packs:?}");
+}
+
+fn ssh_fingerprint(public_key: &Path) -> String {
+    let output = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public_key)
+        .output()
+        .expect("ssh-keygen -l");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_owned()
+}
+
+fn allowed_signers(dir: &Path, key: &Path) -> std::path::PathBuf {
+    let allowed = dir.join("allowed_signers");
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+    std::fs::write(
+        &allowed,
+        format!("committer@example.com namespaces=\"git\" {public}"),
+    )
+    .expect("allowed");
+    allowed
+}
+
+#[tokio::test]
+async fn signed_annotated_tags_are_verified_with_ssh_and_openpgp_keys() {
+    let repos = GitRepos::new();
+    repos.create("app");
+    let keys = ScratchDir::new("tag-keys");
+    let (trusted, untrusted) = (keys.path().join("trusted"), keys.path().join("untrusted"));
+    ssh_keygen(&trusted, "trusted");
+    ssh_keygen(&untrusted, "untrusted");
+    let allowed = allowed_signers(keys.path(), &trusted);
+    let trusted_pgp = GpgKey::generate("Trusted <trusted@example.com>");
+    let other_pgp = GpgKey::generate("Other <other@example.com>");
+    let daemon = GitDaemon::start(&repos.served_root());
+    let scratch = ScratchDir::new("verify-tags");
+    let cache = new_cache(&scratch);
+    let tag_spec = |tag: &str, verification: Verification| {
+        let mut source = spec(&daemon.url("app"), &format!("tag:{tag}"));
+        source.verification = Some(verification);
+        source
+    };
+    let ssh_policy = Verification {
+        ssh_allowed_signers: Some(allowed.clone()),
+        openpgp_public_keys: Vec::new(),
+    };
+    let pgp_policy = Verification {
+        ssh_allowed_signers: None,
+        openpgp_public_keys: vec![trusted_pgp.public_key.clone()],
+    };
+
+    // The commits themselves are unsigned: for a tag reference the tag's signature is what counts.
+    let commit = repos.commit("app", "main", &[("a", "1")], "release", Signing::None);
+    repos.tag_signed("app", "main", "v1-ssh", "ssh", Signing::Ssh(&trusted));
+    repos.tag_signed("app", "main", "v1-stranger", "x", Signing::Ssh(&untrusted));
+    repos.tag("app", "main", "v1-unsigned", Some("not signed"));
+    repos.tag_signed(
+        "app",
+        "main",
+        "v1-pgp",
+        "pgp",
+        Signing::OpenPgp {
+            gnupg_home: trusted_pgp.home.path(),
+            fingerprint: &trusted_pgp.fingerprint,
+        },
+    );
+    let other_tag = repos.tag_signed(
+        "app",
+        "main",
+        "v1-pgp-other",
+        "pgp other",
+        Signing::OpenPgp {
+            gnupg_home: other_pgp.home.path(),
+            fingerprint: &other_pgp.fingerprint,
+        },
+    );
+
+    let artifact = cache
+        .fetch(&tag_spec("v1-ssh", ssh_policy.clone()))
+        .await
+        .expect("ssh-signed tag");
+    assert_eq!(artifact.commit, commit);
+    assert_eq!(artifact.revision, format!("v1-ssh@sha1:{commit}"));
+    let artifact = cache
+        .fetch(&tag_spec("v1-pgp", pgp_policy.clone()))
+        .await
+        .expect("pgp-signed tag");
+    assert_eq!(artifact.commit, commit);
+
+    let err = cache
+        .fetch(&tag_spec("v1-stranger", ssh_policy.clone()))
+        .await
+        .expect_err("tag signed by an untrusted ssh key");
+    match &err {
+        SourceError::SignatureUntrusted { key_id, object, .. } => {
+            assert_eq!(key_id, &ssh_fingerprint(&untrusted.with_extension("pub")));
+            assert!(object.starts_with("tag object "), "{err}");
+        }
+        other => panic!("expected SignatureUntrusted, got {other:?}"),
+    }
+    let err = cache
+        .fetch(&tag_spec("v1-pgp-other", pgp_policy.clone()))
+        .await
+        .expect_err("tag signed by an untrusted pgp key");
+    match &err {
+        SourceError::SignatureUntrusted { key_id, object, .. } => {
+            assert!(other_pgp.fingerprint.ends_with(key_id.as_str()), "{err}");
+            assert!(object.contains(&other_tag), "{err}");
+        }
+        other => panic!("expected SignatureUntrusted, got {other:?}"),
+    }
+    let err = cache
+        .fetch(&tag_spec("v1-unsigned", ssh_policy))
+        .await
+        .expect_err("unsigned annotated tag");
+    assert!(
+        matches!(err, SourceError::SignatureMissing { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn tampered_or_corrupted_signatures_are_refused_as_invalid() {
+    let repos = GitRepos::new();
+    repos.create("app");
+    let keys = ScratchDir::new("tamper-keys");
+    let trusted = keys.path().join("trusted");
+    ssh_keygen(&trusted, "trusted");
+    let allowed = allowed_signers(keys.path(), &trusted);
+    let pgp = GpgKey::generate("Trusted <trusted@example.com>");
+    let daemon = GitDaemon::start(&repos.served_root());
+    let scratch = ScratchDir::new("verify-tamper");
+    let cache = new_cache(&scratch);
+    let verified = |verification: Verification| {
+        let mut source = spec(&daemon.url("app"), "main");
+        source.verification = Some(verification);
+        source
+    };
+    let ssh_policy = verified(Verification {
+        ssh_allowed_signers: Some(allowed),
+        openpgp_public_keys: Vec::new(),
+    });
+    let pgp_policy = verified(Verification {
+        ssh_allowed_signers: None,
+        openpgp_public_keys: vec![pgp.public_key.clone()],
+    });
+    let ssh_key_id = ssh_fingerprint(&trusted.with_extension("pub"));
+    let expect_invalid = |err: SourceError, forged: &str, key: &dyn Fn(&str) -> bool| match &err {
+        SourceError::SignatureInvalid { object, key_id, .. } => {
+            assert!(object.contains(forged), "{err}");
+            assert!(key(key_id), "{err}");
+        }
+        other => panic!("expected SignatureInvalid, got {other:?}"),
+    };
+
+    // SSH: a signed commit whose message was changed afterwards, and one with corrupted signature
+    // bytes.
+    repos.commit(
+        "app",
+        "main",
+        &[("a", "1")],
+        "signed",
+        Signing::Ssh(&trusted),
+    );
+    cache
+        .fetch(&ssh_policy)
+        .await
+        .expect("genuine ssh signature");
+    let forged = repos.tamper_head("app", "main");
+    let err = cache.fetch(&ssh_policy).await.expect_err("tampered commit");
+    expect_invalid(err, &forged, &|key_id| key_id == ssh_key_id);
+    repos.commit(
+        "app",
+        "main",
+        &[("a", "2")],
+        "signed",
+        Signing::Ssh(&trusted),
+    );
+    let corrupted = repos.corrupt_head_signature("app", "main");
+    let err = cache
+        .fetch(&ssh_policy)
+        .await
+        .expect_err("corrupted signature");
+    expect_invalid(err, &corrupted, &|key_id| key_id == ssh_key_id);
+
+    // OpenPGP: the same two forgeries.
+    let pgp_signing = || Signing::OpenPgp {
+        gnupg_home: pgp.home.path(),
+        fingerprint: &pgp.fingerprint,
+    };
+    repos.commit("app", "main", &[("a", "3")], "pgp", pgp_signing());
+    cache
+        .fetch(&pgp_policy)
+        .await
+        .expect("genuine pgp signature");
+    let forged = repos.tamper_head("app", "main");
+    let err = cache.fetch(&pgp_policy).await.expect_err("tampered commit");
+    expect_invalid(err, &forged, &|key_id| pgp.fingerprint.ends_with(key_id));
+    repos.commit("app", "main", &[("a", "4")], "pgp", pgp_signing());
+    let corrupted = repos.corrupt_head_signature("app", "main");
+    let err = cache
+        .fetch(&pgp_policy)
+        .await
+        .expect_err("corrupted signature");
+    expect_invalid(err, &corrupted, &|_| true);
 }

@@ -129,6 +129,27 @@ pub enum Signing<'a> {
     },
 }
 
+/// `git -c` options and environment that make git sign with `signing`.
+fn signing_config<'a>(signing: &Signing<'a>) -> (Vec<String>, Vec<(&'static str, &'a str)>) {
+    let mut args: Vec<String> = Vec::new();
+    let mut env = Vec::new();
+    match signing {
+        Signing::None => {}
+        Signing::Ssh(key) => {
+            args.extend(["-c".into(), "gpg.format=ssh".into()]);
+            args.extend(["-c".into(), format!("user.signingkey={}", key.display())]);
+        }
+        Signing::OpenPgp {
+            gnupg_home,
+            fingerprint,
+        } => {
+            args.extend(["-c".into(), format!("user.signingkey={fingerprint}")]);
+            env.push(("GNUPGHOME", gnupg_home.to_str().expect("utf-8 path")));
+        }
+    }
+    (args, env)
+}
+
 /// Bare repositories under one served root plus a working clone per repository to commit from.
 pub struct GitRepos {
     dir: ScratchDir,
@@ -224,22 +245,7 @@ impl GitRepos {
     }
 
     fn commit_staged(&self, work: &Path, message: &str, signing: &Signing<'_>, extra: &[&str]) {
-        let mut args: Vec<String> = Vec::new();
-        let mut env: Vec<(&str, &str)> = Vec::new();
-        match signing {
-            Signing::None => {}
-            Signing::Ssh(key) => {
-                args.extend(["-c".into(), "gpg.format=ssh".into()]);
-                args.extend(["-c".into(), format!("user.signingkey={}", key.display())]);
-            }
-            Signing::OpenPgp {
-                gnupg_home,
-                fingerprint,
-            } => {
-                args.extend(["-c".into(), format!("user.signingkey={fingerprint}")]);
-                env.push(("GNUPGHOME", gnupg_home.to_str().expect("utf-8 path")));
-            }
-        }
+        let (mut args, env) = signing_config(signing);
         args.extend([
             "commit".into(),
             "-q".into(),
@@ -282,11 +288,102 @@ impl GitRepos {
         git(&work, &["push", "-q", "origin", tag]);
     }
 
+    /// Creates a signed annotated tag on the head of `branch` and pushes it; returns the tag
+    /// object's id.
+    pub fn tag_signed(
+        &self,
+        name: &str,
+        branch: &str,
+        tag: &str,
+        message: &str,
+        signing: Signing<'_>,
+    ) -> String {
+        let work = self.work_path(name);
+        let (mut args, env) = signing_config(&signing);
+        args.extend(["tag", "-s", tag, "-m", message, branch].map(String::from));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        git_with_env(&work, &refs, &env);
+        git(&work, &["push", "-q", "origin", tag]);
+        git(&work, &["rev-parse", &format!("refs/tags/{tag}")])
+    }
+
+    /// Replaces the head commit of `branch` by a copy whose message was altered but whose signature
+    /// was kept (so the signature no longer matches), and force-pushes it; returns the forged id.
+    pub fn tamper_head(&self, name: &str, branch: &str) -> String {
+        self.rewrite_head(name, branch, |raw| {
+            let (headers, message) = raw.split_once("\n\n").expect("commit message");
+            format!("{headers}\n\ntampered: {message}")
+        })
+    }
+
+    /// Replaces the head commit of `branch` by a copy whose signature bytes were corrupted (one
+    /// base64 character of the armoured signature flipped), and force-pushes it; returns its id.
+    pub fn corrupt_head_signature(&self, name: &str, branch: &str) -> String {
+        self.rewrite_head(name, branch, |raw| {
+            let end = raw.find(" -----END ").expect("armoured signature");
+            // The last armour line long enough to be signature data (not a `=CRC` line); its
+            // characters encode the tail of the signature bytes.
+            let mut line_end = end - 1;
+            loop {
+                let line_start = raw[..line_end].rfind('\n').expect("armour line") + 1;
+                if line_end - line_start >= 20 {
+                    let at = line_start + 10;
+                    let flipped = if &raw[at..=at] == "A" { "B" } else { "A" };
+                    return format!("{}{flipped}{}", &raw[..at], &raw[at + 1..]);
+                }
+                line_end = line_start - 1;
+            }
+        })
+    }
+
+    fn rewrite_head(&self, name: &str, branch: &str, edit: impl Fn(&str) -> String) -> String {
+        let work = self.work_path(name);
+        git(&work, &["checkout", "-q", branch]);
+        let raw = git(&work, &["cat-file", "commit", "HEAD"]);
+        let forged_text = edit(&format!("{raw}\n"));
+        let forged_file = self.dir.path().join("forged-commit");
+        fs::write(&forged_file, forged_text).expect("forged commit");
+        let forged = git(
+            &work,
+            &[
+                "hash-object",
+                "-t",
+                "commit",
+                "-w",
+                "--literally",
+                &forged_file.display().to_string(),
+            ],
+        );
+        git(&work, &["reset", "-q", "--hard", &forged]);
+        git(&work, &["push", "-q", "--force", "origin", branch]);
+        forged
+    }
+
     pub fn delete_branch(&self, name: &str, branch: &str) {
         git(
             &self.work_path(name),
             &["push", "-q", "origin", "--delete", branch],
         );
+    }
+
+    /// Commits `count` files of `bytes_each` random (incompressible) bytes in one commit, so the pack
+    /// is about `count * bytes_each` bytes; returns the commit id.
+    pub fn commit_random_blobs(
+        &self,
+        name: &str,
+        branch: &str,
+        count: usize,
+        bytes_each: usize,
+    ) -> String {
+        use std::io::Read;
+        let work = self.work_path(name);
+        let mut random = fs::File::open("/dev/urandom").expect("/dev/urandom");
+        for i in 0..count {
+            let mut data = vec![0u8; bytes_each];
+            random.read_exact(&mut data).expect("random bytes");
+            fs::write(work.join(format!("random{i:03}.bin")), data).expect("random file");
+        }
+        self.commit(name, branch, &[], "random blobs", Signing::None)
     }
 
     /// Commits `count` generated files in one commit (for large-repository tests and benchmarks).
@@ -491,6 +588,16 @@ pub fn ssh_keygen(path: &Path, comment: &str) {
     assert!(status.success(), "ssh-keygen failed");
 }
 
+/// Generates an ed25519 key pair protected by `passphrase` at `path` (public key at `path.pub`).
+pub fn ssh_keygen_with_passphrase(path: &Path, comment: &str, passphrase: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success(), "ssh-keygen failed");
+}
+
 /// `sshd` on loopback with its own host key; one client key may log in, and only into `git-shell`.
 pub struct SshGitServer {
     child: Child,
@@ -560,6 +667,23 @@ impl SshGitServer {
             self.port,
             bare_repo.display()
         )
+    }
+
+    /// Lets one more key log in (into `git-shell`); `public_key` is the `.pub` file.
+    pub fn authorize(&self, public_key: &Path) {
+        let key = fs::read_to_string(public_key).expect("public key");
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .expect("authorized_keys");
+        std::io::Write::write_all(
+            &mut file,
+            format!(
+                "command=\"git-shell -c \\\"$SSH_ORIGINAL_COMMAND\\\"\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty {key}"
+            )
+            .as_bytes(),
+        )
+        .expect("append authorized key");
     }
 
     pub fn client_key(&self) -> PathBuf {
