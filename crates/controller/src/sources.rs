@@ -238,7 +238,12 @@ fn auth_from_secret(
             Some(hosts) => Some(write_private(dir, "known_hosts", hosts)?),
             None => None,
         };
-        return Ok(ssh_auth(private_key, known_hosts));
+        let passphrase = text("identity.passphrase")?.map(capstan_source::Secret::new);
+        return Ok(Auth::Ssh {
+            private_key,
+            known_hosts,
+            passphrase,
+        });
     }
     if let Some(token) = text("bearerToken")? {
         return Ok(Auth::Bearer { token });
@@ -253,13 +258,6 @@ fn auth_from_secret(
             secret: secret.to_string(),
             message: "username and password go together".into(),
         }),
-    }
-}
-
-fn ssh_auth(private_key: PathBuf, known_hosts: Option<PathBuf>) -> Auth {
-    Auth::Ssh {
-        private_key,
-        known_hosts,
     }
 }
 
