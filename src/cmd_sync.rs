@@ -133,7 +133,8 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
         }
     };
     let render = loaded.render.clone();
-    // Helm and kustomize run as child processes: keep them off the async workers.
+    // Helm and kustomize run as child processes and Jsonnet evaluates on a thread: keep them off the
+    // async workers.
     let rendered = tokio::task::spawn_blocking(move || {
         RenderEngine::new(Tools::from_env(), Limits::default()).render(&root, &app_path, &render)
     })

@@ -224,6 +224,8 @@ impl Job {
                     .insert(name.as_str().into(), tla_arg(value));
             }
         }
+        // IStr is an interned string: its hash never changes (clippy sees the interner's cells).
+        #[allow(clippy::mutable_key_type)]
         let tlas: HashMap<IStr, TlaArg> = self
             .options
             .tlas
