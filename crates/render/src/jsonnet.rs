@@ -71,6 +71,8 @@ pub struct JsonnetOptions {
 /// A file the evaluation looked at: its content hash, or `None` when it was probed and absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputRecord {
+    /// Relative to the repository root: a new commit is checked out elsewhere, and the record must
+    /// still match there.
     pub path: PathBuf,
     pub digest: Option<Vec<u8>>,
 }
@@ -454,6 +456,10 @@ impl ConfinedImports {
             .to_string()
     }
 
+    fn relative(&self, path: &Path) -> PathBuf {
+        path.strip_prefix(&self.root).unwrap_or(path).to_path_buf()
+    }
+
     fn refuse(&self, message: String) -> JrError {
         ErrorKind::RuntimeError(message.into()).into()
     }
@@ -499,7 +505,7 @@ impl ConfinedImports {
         match std::fs::symlink_metadata(&lexical) {
             Err(error) if error.kind() == IoErrorKind::NotFound => {
                 self.reads.borrow_mut().push(InputRecord {
-                    path: lexical,
+                    path: self.relative(&lexical),
                     digest: None,
                 });
                 return Ok(None);
@@ -587,7 +593,7 @@ impl ImportResolver for ConfinedImports {
             .read(file.path(), self.max_file_bytes)
             .map_err(|error| self.refuse(error.to_string()))?;
         self.reads.borrow_mut().push(InputRecord {
-            path: file.path().to_path_buf(),
+            path: self.relative(file.path()),
             digest: Some(Sha256::digest(&bytes).to_vec()),
         });
         Ok(bytes)
@@ -612,12 +618,18 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 }
 
 /// Whether the inputs recorded by an earlier evaluation are still what they were.
+/// Whether the inputs recorded by an earlier evaluation (maybe of another checkout of the same
+/// repository) are still what they were under `root`: same content, still absent, still confined.
 pub fn inputs_unchanged(root: &RepoRoot, inputs: &[InputRecord], limit: u64) -> bool {
-    inputs.iter().all(|input| match &input.digest {
-        None => std::fs::symlink_metadata(&input.path).is_err(),
-        Some(digest) => root
-            .read(&input.path, limit)
-            .is_ok_and(|bytes| Sha256::digest(&bytes).as_slice() == digest.as_slice()),
+    inputs.iter().all(|input| {
+        let path = root.path().join(&input.path);
+        match &input.digest {
+            None => std::fs::symlink_metadata(&path).is_err(),
+            Some(digest) => root
+                .confine(&path, &input.path)
+                .and_then(|canonical| root.read(&canonical, limit))
+                .is_ok_and(|bytes| Sha256::digest(&bytes).as_slice() == digest.as_slice()),
+        }
     })
 }
 

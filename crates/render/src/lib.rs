@@ -488,8 +488,9 @@ impl RenderEngine {
             format!("{:?}", self.limits),
             jsonnet::EVALUATOR.to_owned(),
             shown_app.display().to_string(),
-            format!("{entries:?}"),
-            format!("{library_dirs:?}"),
+            // Relative: the same commit content in another checkout directory is the same render.
+            format!("{:?}", relative(root, &entries)),
+            format!("{:?}", relative(root, &library_dirs)),
         ] {
             hasher.update((field.len() as u64).to_le_bytes());
             hasher.update(field.as_bytes());
@@ -577,6 +578,10 @@ impl RenderEngine {
         }
         Ok(hasher.finalize().into())
     }
+}
+
+fn relative(root: &RepoRoot, paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().map(|p| root.display_path(p)).collect()
 }
 
 /// The object's identity: group, kind, namespace, name.

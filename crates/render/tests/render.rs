@@ -534,6 +534,14 @@ fn jsonnet_renders_again_only_when_a_file_it_read_changes() {
         .insert("unused".into(), JsonnetValue::String("x".into()));
     assert_eq!(namespace(&engine, &options), "shadowed");
     assert_eq!(engine.jsonnet_evaluations(), 4);
+    // The same content checked out in another directory (a new commit's checkout) is a cache hit.
+    let checkout = tempfile::tempdir().expect("tempdir");
+    copy_tree(repo.path(), checkout.path());
+    let rendered = engine
+        .render(checkout.path(), Path::new("app"), &options)
+        .expect("renders");
+    assert_eq!(rendered.objects[0].object["data"]["ns"], "shadowed");
+    assert_eq!(engine.jsonnet_evaluations(), 4);
     // Nothing here ever spawns a process.
     assert_eq!(engine.spawn_count(), 0);
 }
@@ -727,4 +735,33 @@ fn jsonnet_main_option_and_missing_entries() {
         .expect_err("no entry file");
     assert!(matches!(error, RenderError::Detection { .. }), "{error}");
     assert!(error.to_string().contains("no *.jsonnet file"), "{error}");
+}
+
+#[test]
+fn jsonnet_importbin_reads_bytes_and_is_confined() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    write(&repo.path().join("app/data.txt"), "capstan");
+    write(
+        &repo.path().join("app/main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { bin: std.base64(importbin 'data.txt'), str: std.base64(importstr 'data.txt') } }",
+    );
+    let rendered = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect("renders");
+    let data = &rendered.objects[0].object["data"];
+    assert_eq!(data["bin"], "Y2Fwc3Rhbg==");
+    assert_eq!(data["bin"], data["str"]);
+
+    write(
+        &repo.path().join("app/main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, binaryData: { b: std.base64(importbin '../../x') } }",
+    );
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("importbin leaving the root");
+    assert!(
+        error.to_string().contains("app/main.jsonnet:1")
+            && error.to_string().contains("escapes the repository root"),
+        "{error}"
+    );
 }
