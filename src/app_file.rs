@@ -1,6 +1,7 @@
 //! The app file (`capstan.yaml`): one app's identity, source, rendering, destination and policy, so a
 //! sync is reproducible from a file in Git. Documented in docs/app-file.md.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -9,7 +10,7 @@ use capstan_cluster::PropagationPolicy;
 use capstan_core::ownership::AppId;
 use capstan_engine::{App, Policy};
 use capstan_health::HealthRules;
-use capstan_render::{HelmOptions, RenderOptions};
+use capstan_render::{HelmOptions, JsonnetOptions, JsonnetValue, RenderOptions};
 use capstan_source::{Auth, Reference, SourceSpec};
 use serde::Deserialize;
 
@@ -74,7 +75,7 @@ fn default_ref() -> String {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Render {
-    /// plain, kustomize or helm; detected when absent.
+    /// plain, kustomize, helm or jsonnet; detected when absent (jsonnet never is).
     pub renderer: Option<String>,
     /// Plain: globs relative to the source directory.
     #[serde(default)]
@@ -83,6 +84,8 @@ pub struct Render {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub helm: Helm,
+    #[serde(default)]
+    pub jsonnet: Jsonnet,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +97,54 @@ pub struct Helm {
     pub values_files: Vec<String>,
     /// Inline values (YAML text), applied after the files.
     pub values: Option<String>,
+}
+
+/// Jsonnet inputs, named like Argo CD's `directory.jsonnet` (`libs` is `jpath` here).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Jsonnet {
+    #[serde(default)]
+    pub ext_vars: Vec<JsonnetVar>,
+    #[serde(default)]
+    pub tlas: Vec<JsonnetVar>,
+    /// Library directories, relative to the repository root; the last one is searched first.
+    #[serde(default)]
+    pub jpath: Vec<String>,
+    /// The entry file, relative to the source directory; default: every `*.jsonnet` in it.
+    pub main: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsonnetVar {
+    pub name: String,
+    pub value: String,
+    /// The value is Jsonnet code, not a string.
+    #[serde(default)]
+    pub code: bool,
+}
+
+fn jsonnet_values(
+    vars: &[JsonnetVar],
+    field: &str,
+    path: &Path,
+) -> anyhow::Result<BTreeMap<String, JsonnetValue>> {
+    let mut out = BTreeMap::new();
+    for var in vars {
+        let value = if var.code {
+            JsonnetValue::Code(var.value.clone())
+        } else {
+            JsonnetValue::String(var.value.clone())
+        };
+        if out.insert(var.name.clone(), value).is_some() {
+            bail!(
+                "app file {}: spec.render.jsonnet.{field}: {:?} is given twice",
+                path.display(),
+                var.name
+            );
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +277,12 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
             values: render.helm.values.clone(),
             ..Default::default()
         },
+        jsonnet: JsonnetOptions {
+            main: render.jsonnet.main.clone(),
+            ext_vars: jsonnet_values(&render.jsonnet.ext_vars, "extVars", path)?,
+            tlas: jsonnet_values(&render.jsonnet.tlas, "tlas", path)?,
+            jpath: render.jsonnet.jpath.clone(),
+        },
         ..Default::default()
     };
     let source = &file.spec.source;
@@ -350,5 +407,53 @@ spec:
             "{err}"
         );
         assert!(err.contains("missing"), "{err}");
+    }
+
+    fn write_app(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("capstan.yaml");
+        std::fs::write(&path, text).expect("write app file");
+        (dir, path)
+    }
+
+    const HEAD: &str = "apiVersion: capstan.dev/v1alpha1\nkind: App\nmetadata: {name: shop}\nspec:\n  source: {path: shop}\n  destination: {namespace: shop}\n";
+
+    #[test]
+    fn jsonnet_render_options_are_read() {
+        let (_dir, path) = write_app(&format!(
+            "{HEAD}  render:\n    renderer: jsonnet\n    jsonnet:\n      main: prod.jsonnet\n      jpath: [vendor, lib]\n      extVars:\n        - {{name: env, value: prod}}\n        - {{name: flags, value: \"[1, 2]\", code: true}}\n      tlas:\n        - {{name: ns, value: shop}}\n"
+        ));
+        let loaded = load(&path).expect("valid app file");
+        let jsonnet = &loaded.render.jsonnet;
+        assert_eq!(
+            loaded.render.renderer,
+            Some(capstan_render::RendererKind::Jsonnet)
+        );
+        assert_eq!(jsonnet.main.as_deref(), Some("prod.jsonnet"));
+        assert_eq!(jsonnet.jpath, vec!["vendor".to_owned(), "lib".to_owned()]);
+        assert_eq!(
+            jsonnet.ext_vars.get("env"),
+            Some(&JsonnetValue::String("prod".into()))
+        );
+        assert_eq!(
+            jsonnet.ext_vars.get("flags"),
+            Some(&JsonnetValue::Code("[1, 2]".into()))
+        );
+        assert_eq!(
+            jsonnet.tlas.get("ns"),
+            Some(&JsonnetValue::String("shop".into()))
+        );
+    }
+
+    #[test]
+    fn a_jsonnet_variable_given_twice_is_an_error() {
+        let (_dir, path) = write_app(&format!(
+            "{HEAD}  render:\n    jsonnet:\n      tlas: [{{name: ns, value: a}}, {{name: ns, value: b}}]\n"
+        ));
+        let error = load(&path).err().expect("duplicate TLA").to_string();
+        assert!(
+            error.contains("spec.render.jsonnet.tlas") && error.contains("\"ns\""),
+            "{error}"
+        );
     }
 }

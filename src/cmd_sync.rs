@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use capstan_engine::{EngineError, SyncRequest};
 use capstan_plan::{DesiredObject, Plan, hooks};
-use capstan_render::{Limits, OutputFormat, RenderEngine, RendererKind, Tools};
+use capstan_render::{
+    JsonnetOptions, JsonnetValue, Limits, OutputFormat, RenderEngine, RenderOptions, RendererKind,
+    Tools,
+};
 use capstan_source::{CacheOptions, SourceCache};
 use clap::Args;
 
@@ -21,12 +24,75 @@ use crate::{ClusterFlags, Output, RenderOutput, output};
 pub struct SyncTarget {
     #[command(flatten)]
     pub app: AppSelector,
-    /// A directory of manifests (plain YAML, kustomization or Helm chart), without an app file
+    /// A directory of manifests (plain YAML, kustomization, Helm chart or Jsonnet), without an app file
     #[arg(value_name = "PATH", conflicts_with = "file")]
     pub path: Option<PathBuf>,
-    /// Renderer, instead of detecting it: plain, kustomize, helm
+    /// Renderer, instead of detecting it: plain, kustomize, helm, jsonnet (never detected)
     #[arg(long, value_name = "RENDERER")]
     pub renderer: Option<String>,
+    #[command(flatten)]
+    pub jsonnet: JsonnetFlags,
+}
+
+/// Jsonnet inputs, as the `jsonnet` command names them. Given on the command line, they replace the
+/// app file's `spec.render.jsonnet` field by field (ext vars and TLAs are merged by name).
+#[derive(Args, Default)]
+pub struct JsonnetFlags {
+    /// Jsonnet: external variable as a string, `std.extVar(NAME)` (repeatable)
+    #[arg(long = "ext-str", value_name = "NAME=VALUE")]
+    pub ext_str: Vec<String>,
+    /// Jsonnet: external variable as Jsonnet code (repeatable)
+    #[arg(long = "ext-code", value_name = "NAME=CODE")]
+    pub ext_code: Vec<String>,
+    /// Jsonnet: top-level argument as a string (repeatable)
+    #[arg(long = "tla-str", value_name = "NAME=VALUE")]
+    pub tla_str: Vec<String>,
+    /// Jsonnet: top-level argument as Jsonnet code (repeatable)
+    #[arg(long = "tla-code", value_name = "NAME=CODE")]
+    pub tla_code: Vec<String>,
+    /// Jsonnet: library directory, relative to the repository root (repeatable; the last wins)
+    #[arg(long = "jpath", short = 'J', value_name = "DIR")]
+    pub jpath: Vec<String>,
+    /// Jsonnet: the entry file, relative to the app directory (default: every *.jsonnet in it)
+    #[arg(long = "jsonnet-main", value_name = "FILE")]
+    pub main: Option<String>,
+}
+
+impl JsonnetFlags {
+    /// Applies the flags over `options`.
+    pub fn apply(&self, options: &mut JsonnetOptions) -> anyhow::Result<()> {
+        let pairs = |flag: &str, items: &[String]| -> anyhow::Result<Vec<(String, String)>> {
+            items
+                .iter()
+                .map(|item| match item.split_once('=') {
+                    Some((name, value)) if !name.is_empty() => {
+                        Ok((name.to_owned(), value.to_owned()))
+                    }
+                    // The value is never echoed: it may be a credential.
+                    _ => bail!("--{flag} expects NAME=VALUE"),
+                })
+                .collect()
+        };
+        for (name, value) in pairs("ext-str", &self.ext_str)? {
+            options.ext_vars.insert(name, JsonnetValue::String(value));
+        }
+        for (name, value) in pairs("ext-code", &self.ext_code)? {
+            options.ext_vars.insert(name, JsonnetValue::Code(value));
+        }
+        for (name, value) in pairs("tla-str", &self.tla_str)? {
+            options.tlas.insert(name, JsonnetValue::String(value));
+        }
+        for (name, value) in pairs("tla-code", &self.tla_code)? {
+            options.tlas.insert(name, JsonnetValue::Code(value));
+        }
+        if !self.jpath.is_empty() {
+            options.jpath.clone_from(&self.jpath);
+        }
+        if let Some(main) = &self.main {
+            options.main = Some(main.clone());
+        }
+        Ok(())
+    }
 }
 
 impl SyncTarget {
@@ -38,6 +104,7 @@ impl SyncTarget {
         if let Some(renderer) = &self.renderer {
             loaded.render.renderer = Some(renderer.parse().map_err(anyhow::Error::msg)?);
         }
+        self.jsonnet.apply(&mut loaded.render.jsonnet)?;
         Ok(loaded)
     }
 }
@@ -66,7 +133,8 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
         }
     };
     let render = loaded.render.clone();
-    // Helm and kustomize run as child processes: keep them off the async workers.
+    // Helm and kustomize run as child processes and Jsonnet evaluates on a thread: keep them off the
+    // async workers.
     let rendered = tokio::task::spawn_blocking(move || {
         RenderEngine::new(Tools::from_env(), Limits::default()).render(&root, &app_path, &render)
     })
@@ -98,17 +166,27 @@ fn repository_root(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// `capstan render PATH`: the objects as a YAML stream or a JSON List.
-pub fn render(path: &Path, renderer: Option<&str>, format: RenderOutput) -> ExitCode {
+pub fn render(
+    path: &Path,
+    renderer: Option<&str>,
+    jsonnet: &JsonnetFlags,
+    format: RenderOutput,
+) -> ExitCode {
     let result = (|| {
         let renderer = renderer
             .map(str::parse::<RendererKind>)
             .transpose()
             .map_err(anyhow::Error::msg)?;
+        let mut options = RenderOptions {
+            renderer,
+            ..RenderOptions::default()
+        };
+        jsonnet.apply(&mut options.jsonnet)?;
         let format = match format {
             RenderOutput::Yaml => OutputFormat::Yaml,
             RenderOutput::Json => OutputFormat::Json,
         };
-        let text = capstan_render::render_command(path, renderer, format)?;
+        let text = capstan_render::render_command(path, &options, format)?;
         print!("{text}");
         anyhow::Ok(())
     })();

@@ -52,13 +52,15 @@ enum Command {
         #[command(subcommand)]
         command: cmd_source::SourceCommand,
     },
-    /// Render a directory into the objects Capstan would apply (plain YAML, Kustomize, Helm)
+    /// Render a directory into the objects Capstan would apply (plain YAML, Kustomize, Helm, Jsonnet)
     Render {
         /// The app directory; the repository root is its nearest ancestor holding .git
         path: PathBuf,
-        /// Renderer, instead of detecting it: plain, kustomize, helm
+        /// Renderer, instead of detecting it: plain, kustomize, helm, jsonnet (never detected)
         #[arg(long, value_name = "RENDERER")]
         renderer: Option<String>,
+        #[command(flatten)]
+        jsonnet: cmd_sync::JsonnetFlags,
         #[arg(short = 'o', long, value_enum, default_value_t = RenderOutput::Yaml)]
         output: RenderOutput,
     },
@@ -158,8 +160,9 @@ async fn main() -> ExitCode {
         Command::Render {
             path,
             renderer,
+            jsonnet,
             output,
-        } => cmd_sync::render(&path, renderer.as_deref(), output),
+        } => cmd_sync::render(&path, renderer.as_deref(), &jsonnet, output),
         Command::Diff { target, prune } => cmd_sync::diff(&cli.cluster, &target, prune).await,
         Command::Plan {
             target,

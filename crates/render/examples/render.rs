@@ -1,4 +1,4 @@
-//! `cargo run -p capstan-render --example render -- PATH [plain|kustomize|helm] [yaml|json]`: what
+//! `cargo run -p capstan-render --example render -- PATH [plain|kustomize|helm|jsonnet] [yaml|json]`: what
 //! `capstan render` prints, without the CLI.
 
 fn main() -> anyhow::Result<()> {
@@ -12,9 +12,13 @@ fn main() -> anyhow::Result<()> {
         Some("json") => capstan_render::OutputFormat::Json,
         _ => capstan_render::OutputFormat::Yaml,
     };
+    let options = capstan_render::RenderOptions {
+        renderer,
+        ..Default::default()
+    };
     print!(
         "{}",
-        capstan_render::render_command(std::path::Path::new(&path), renderer, format)?
+        capstan_render::render_command(std::path::Path::new(&path), &options, format)?
     );
     Ok(())
 }

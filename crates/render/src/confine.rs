@@ -23,6 +23,11 @@ impl RepoRoot {
         Ok(Self { canonical })
     }
 
+    /// A root that is already canonical (as [`RepoRoot::path`] returned it).
+    pub fn from_canonical(canonical: PathBuf) -> Self {
+        Self { canonical }
+    }
+
     pub fn path(&self) -> &Path {
         &self.canonical
     }

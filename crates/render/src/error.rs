@@ -81,6 +81,10 @@ pub enum RenderError {
         glob: String,
         message: String,
     },
+    /// A Jsonnet evaluation error: jrsonnet's message and stack trace, with `file:line:column`
+    /// locations relative to the repository root.
+    #[error("{path}: jsonnet: {message}")]
+    Jsonnet { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Options { path: PathBuf, message: String },
 }

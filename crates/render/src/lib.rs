@@ -8,12 +8,14 @@
 //! - [`plain`]: the plain-directory renderer (walk, globs).
 //! - [`kustomize`]: the kustomize renderer and the kustomization input graph.
 //! - [`helm`]: the `helm template` renderer, provenance from `# Source:`, hook → sync-hook mapping.
+//! - [`jsonnet`]: the in-process Jsonnet renderer (jrsonnet), its confined import resolver and output rules.
 //! - [`process`]: spawning tools with a scrubbed environment, timeout and output cap; spawn counting.
 //! - this file: detection, options, limits, tool discovery, the render cache and the output stream.
 
 pub mod confine;
 mod error;
 pub mod helm;
+pub mod jsonnet;
 pub mod kustomize;
 pub mod plain;
 pub mod process;
@@ -31,12 +33,14 @@ use sha2::{Digest, Sha256};
 
 pub use confine::RepoRoot;
 pub use error::RenderError;
+pub use jsonnet::{JsonnetOptions, JsonnetValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RendererKind {
     Plain,
     Kustomize,
     Helm,
+    Jsonnet,
 }
 
 impl std::str::FromStr for RendererKind {
@@ -46,9 +50,9 @@ impl std::str::FromStr for RendererKind {
             "plain" | "directory" => Ok(Self::Plain),
             "kustomize" => Ok(Self::Kustomize),
             "helm" => Ok(Self::Helm),
-            "jsonnet" => Err("the jsonnet renderer is not implemented yet".into()),
+            "jsonnet" => Ok(Self::Jsonnet),
             other => Err(format!(
-                "unknown renderer {other:?} (plain, kustomize, helm)"
+                "unknown renderer {other:?} (plain, kustomize, helm, jsonnet)"
             )),
         }
     }
@@ -65,6 +69,7 @@ pub struct RenderOptions {
     /// Kustomize: allow `resources` that are remote (Git/HTTP); off because they escape the Git pin.
     pub allow_remote_bases: bool,
     pub helm: HelmOptions,
+    pub jsonnet: JsonnetOptions,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,7 +94,10 @@ pub struct Limits {
     pub max_yaml_aliases: usize,
     pub max_alias_replayed_events: usize,
     pub process_timeout: Duration,
+    /// Output of a tool, and the size of a Jsonnet value as JSON.
     pub max_output_bytes: usize,
+    /// Jsonnet call depth (`jsonnet --max-stack`).
+    pub jsonnet_max_stack: usize,
 }
 
 impl Default for Limits {
@@ -101,6 +109,7 @@ impl Default for Limits {
             max_alias_replayed_events: 1_000_000,
             process_timeout: Duration::from_secs(120),
             max_output_bytes: 256 * 1024 * 1024,
+            jsonnet_max_stack: 500,
         }
     }
 }
@@ -122,7 +131,8 @@ pub struct RenderedObject {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub renderer: RendererKind,
-    /// The tool that rendered, e.g. `kustomize v5.7.1` or `helm v4.1.4+g...`; `None` for plain.
+    /// The tool that rendered, e.g. `kustomize v5.7.1`, `helm v4.1.4+g...` or `jrsonnet 0.5.0-pre98`;
+    /// `None` for plain.
     pub tool_version: Option<String>,
     pub objects: Vec<RenderedObject>,
 }
@@ -159,9 +169,21 @@ pub struct RenderEngine {
     tools: Tools,
     limits: Limits,
     spawns: AtomicUsize,
+    jsonnet_runs: AtomicUsize,
     versions: Mutex<HashMap<PathBuf, String>>,
     cache: Mutex<HashMap<[u8; 32], Arc<Rendered>>>,
+    /// Jsonnet renders by (options, evaluator, app, entry files); each with the inputs it read.
+    jsonnet_cache: Mutex<HashMap<[u8; 32], Vec<JsonnetCached>>>,
 }
+
+/// A Jsonnet render and the inputs its evaluation looked at: valid while they are unchanged.
+struct JsonnetCached {
+    inputs: Vec<jsonnet::InputRecord>,
+    rendered: Arc<Rendered>,
+}
+
+/// Kept per app and options: enough for a revert to hit, bounded for an app that changes often.
+const JSONNET_CACHE_VERSIONS: usize = 4;
 
 /// Which renderer an app directory asks for.
 pub fn detect(app_dir: &Path) -> RendererKind {
@@ -180,8 +202,10 @@ impl RenderEngine {
             tools,
             limits,
             spawns: AtomicUsize::new(0),
+            jsonnet_runs: AtomicUsize::new(0),
             versions: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            jsonnet_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -190,8 +214,8 @@ impl RenderEngine {
         self.spawns.load(Ordering::SeqCst)
     }
 
-    /// Renders `app_path` (relative to `root`). Kustomize and Helm renders are cached by the hash of
-    /// the options, the tool version and the content of every input file.
+    /// Renders `app_path` (relative to `root`). Kustomize, Helm and Jsonnet renders are cached by the
+    /// hash of the options, the tool version and the content of every input file.
     pub fn render(
         &self,
         root: &Path,
@@ -211,6 +235,7 @@ impl RenderEngine {
             }),
             RendererKind::Kustomize => self.render_kustomize(&root, &app_dir, options)?,
             RendererKind::Helm => self.render_helm(&root, &app_dir, options)?,
+            RendererKind::Jsonnet => self.render_jsonnet(&root, &app_dir, options)?,
         };
         check_unique(&rendered.objects)?;
         Ok(rendered)
@@ -445,6 +470,88 @@ impl RenderEngine {
         ))
     }
 
+    /// Jsonnet evaluates in-process, so its input set is known only after an evaluation: the cache
+    /// holds, per (options, evaluator, app, entry files), the renders with the files each read (and
+    /// the import candidates it found absent); one whose inputs are all unchanged is reused.
+    fn render_jsonnet(
+        &self,
+        root: &RepoRoot,
+        app_dir: &Path,
+        options: &RenderOptions,
+    ) -> Result<Arc<Rendered>, RenderError> {
+        let entries = jsonnet::entry_files(root, app_dir, &options.jsonnet)?;
+        let library_dirs = jsonnet::library_dirs(root, app_dir, &options.jsonnet)?;
+        let shown_app = root.display_path(app_dir);
+        let mut hasher = Sha256::new();
+        for field in [
+            format!("{options:?}"),
+            format!("{:?}", self.limits),
+            jsonnet::EVALUATOR.to_owned(),
+            shown_app.display().to_string(),
+            // Relative: the same commit content in another checkout directory is the same render.
+            format!("{:?}", relative(root, &entries)),
+            format!("{:?}", relative(root, &library_dirs)),
+        ] {
+            hasher.update((field.len() as u64).to_le_bytes());
+            hasher.update(field.as_bytes());
+        }
+        let key: [u8; 32] = hasher.finalize().into();
+        let candidates: Vec<(Vec<jsonnet::InputRecord>, Arc<Rendered>)> = self
+            .lock_jsonnet_cache()
+            .get(&key)
+            .map(|versions| {
+                versions
+                    .iter()
+                    .map(|v| (v.inputs.clone(), Arc::clone(&v.rendered)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Checked outside the lock: it reads files.
+        for (inputs, rendered) in candidates {
+            if jsonnet::inputs_unchanged(root, &inputs, self.limits.max_file_bytes) {
+                tracing::debug!("render cache hit");
+                return Ok(rendered);
+            }
+        }
+        self.jsonnet_runs.fetch_add(1, Ordering::SeqCst);
+        let evaluated = jsonnet::evaluate(
+            root,
+            app_dir,
+            entries,
+            library_dirs,
+            &options.jsonnet,
+            &self.limits,
+        )?;
+        let rendered = Arc::new(Rendered {
+            renderer: RendererKind::Jsonnet,
+            tool_version: Some(jsonnet::EVALUATOR.to_owned()),
+            objects: evaluated.objects,
+        });
+        let mut cache = self.lock_jsonnet_cache();
+        let versions = cache.entry(key).or_default();
+        if versions.len() >= JSONNET_CACHE_VERSIONS {
+            versions.remove(0);
+        }
+        versions.push(JsonnetCached {
+            inputs: evaluated.inputs,
+            rendered: Arc::clone(&rendered),
+        });
+        Ok(rendered)
+    }
+
+    fn lock_jsonnet_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Vec<JsonnetCached>>> {
+        self.jsonnet_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many Jsonnet evaluations this engine has run (cache hits excluded).
+    pub fn jsonnet_evaluations(&self) -> usize {
+        self.jsonnet_runs.load(Ordering::SeqCst)
+    }
+
     fn cache_key(
         &self,
         root: &RepoRoot,
@@ -471,6 +578,10 @@ impl RenderEngine {
         }
         Ok(hasher.finalize().into())
     }
+}
+
+fn relative(root: &RepoRoot, paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().map(|p| root.display_path(p)).collect()
 }
 
 /// The object's identity: group, kind, namespace, name.
@@ -555,7 +666,7 @@ pub fn format_objects(rendered: &Rendered, format: OutputFormat) -> String {
 /// (else PATH itself); tools come from [`Tools::from_env`].
 pub fn render_command(
     path: &Path,
-    renderer: Option<RendererKind>,
+    options: &RenderOptions,
     format: OutputFormat,
 ) -> Result<String, RenderError> {
     let absolute = path.canonicalize().map_err(|source| RenderError::Io {
@@ -577,10 +688,6 @@ pub fn render_command(
         app
     };
     let engine = RenderEngine::new(Tools::from_env(), Limits::default());
-    let options = RenderOptions {
-        renderer,
-        ..RenderOptions::default()
-    };
-    let rendered = engine.render(&root, &app, &options)?;
+    let rendered = engine.render(&root, &app, options)?;
     Ok(format_objects(&rendered, format))
 }

@@ -1,6 +1,6 @@
 //! Behaviour of the render stage beyond conformance: provenance, the render cache (counted spawns),
 //! confinement of symlinks, limits on files, documents and processes, the scrubbed environment,
-//! helm hook mapping and the CLI output.
+//! helm hook mapping, the jsonnet renderer (provenance, cache, confinement, limits) and the CLI output.
 
 mod common;
 
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capstan_render::{
-    HelmOptions, Limits, OutputFormat, Provenance, RenderEngine, RenderError, RenderOptions,
-    RendererKind, Tools, detect, format_objects,
+    HelmOptions, JsonnetOptions, JsonnetValue, Limits, OutputFormat, Provenance, RenderEngine,
+    RenderError, RenderOptions, RendererKind, Tools, detect, format_objects,
 };
 use common::{copy_tree, corpus, tools};
 
@@ -431,4 +431,337 @@ fn the_yaml_stream_output_reads_back_to_the_same_objects() {
         serde_json::from_str(&format_objects(&rendered, OutputFormat::Json)).expect("json output");
     assert_eq!(json["kind"], "List");
     assert_eq!(json["items"][0]["spec"]["octal"], 493);
+}
+
+fn jsonnet() -> RenderOptions {
+    RenderOptions {
+        renderer: Some(RendererKind::Jsonnet),
+        ..RenderOptions::default()
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn jsonnet_provenance_is_the_entry_file_and_the_output_index() {
+    let rendered = engine()
+        .render(
+            &corpus().join("jsonnet-multi-entry"),
+            Path::new("app"),
+            &jsonnet(),
+        )
+        .expect("renders");
+    assert_eq!(rendered.renderer, RendererKind::Jsonnet);
+    assert_eq!(
+        rendered.tool_version.as_deref(),
+        Some(capstan_render::jsonnet::EVALUATOR)
+    );
+    let got: Vec<(String, Provenance)> = rendered
+        .objects
+        .iter()
+        .map(|o| (capstan_render::object_key(&o.object), o.provenance.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "/Namespace /multi".to_owned(),
+                prov("app/a-namespace.jsonnet", 0)
+            ),
+            (
+                "/ServiceAccount multi/runner".to_owned(),
+                prov("app/b-workloads.jsonnet", 0)
+            ),
+            (
+                "/ConfigMap multi/runner".to_owned(),
+                prov("app/b-workloads.jsonnet", 1)
+            ),
+        ]
+    );
+    // Jsonnet is never detected: a directory of .jsonnet files is plain unless the app says so.
+    assert_eq!(
+        detect(&corpus().join("jsonnet-multi-entry/app")),
+        RendererKind::Plain
+    );
+}
+
+#[test]
+fn jsonnet_renders_again_only_when_a_file_it_read_changes() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    copy_tree(&corpus().join("jsonnet-jpath"), repo.path());
+    let engine = engine();
+    let mut options = jsonnet();
+    options.jsonnet.jpath = vec!["vendor".into(), "overrides".into()];
+    // `data.ns` is the namespace main.jsonnet imports through the library directories.
+    let namespace = |engine: &RenderEngine, options: &RenderOptions| {
+        engine
+            .render(repo.path(), Path::new("app"), options)
+            .expect("renders")
+            .objects[0]
+            .object["data"]["ns"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(namespace(&engine, &options), "from-overrides");
+    assert_eq!(engine.jsonnet_evaluations(), 1);
+    // A new commit touching files the evaluation never read: no evaluation.
+    write(&repo.path().join("app/README.md"), "docs");
+    write(&repo.path().join("vendor/k/unused.libsonnet"), "{}");
+    assert_eq!(namespace(&engine, &options), "from-overrides");
+    assert_eq!(engine.jsonnet_evaluations(), 1);
+    // A library it read changed.
+    write(
+        &repo.path().join("overrides/k/config.libsonnet"),
+        "(import '../../vendor/k/config.libsonnet') + { namespace: 'changed' }",
+    );
+    assert_eq!(namespace(&engine, &options), "changed");
+    assert_eq!(engine.jsonnet_evaluations(), 2);
+    // A file appears where an import was looked up first and not found: it now shadows the library.
+    write(
+        &repo.path().join("app/k/config.libsonnet"),
+        "{ namespace: 'shadowed', replicas: 2 }",
+    );
+    assert_eq!(namespace(&engine, &options), "shadowed");
+    assert_eq!(engine.jsonnet_evaluations(), 3);
+    // Other options are another render.
+    options
+        .jsonnet
+        .ext_vars
+        .insert("unused".into(), JsonnetValue::String("x".into()));
+    assert_eq!(namespace(&engine, &options), "shadowed");
+    assert_eq!(engine.jsonnet_evaluations(), 4);
+    // The same content checked out in another directory (a new commit's checkout) is a cache hit.
+    let checkout = tempfile::tempdir().expect("tempdir");
+    copy_tree(repo.path(), checkout.path());
+    let rendered = engine
+        .render(checkout.path(), Path::new("app"), &options)
+        .expect("renders");
+    assert_eq!(rendered.objects[0].object["data"]["ns"], "shadowed");
+    assert_eq!(engine.jsonnet_evaluations(), 4);
+    // Nothing here ever spawns a process.
+    assert_eq!(engine.spawn_count(), 0);
+}
+
+#[test]
+fn jsonnet_symlinks_leaving_the_repository_are_refused() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    write(
+        &outside.path().join("secret.libsonnet"),
+        "{ token: 'hunter2' }",
+    );
+    let repo = tempfile::tempdir().expect("tempdir");
+    let app = repo.path().join("app");
+    write(
+        &app.join("main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: (import 'lib/secret.libsonnet') }",
+    );
+    std::fs::create_dir_all(app.join("lib")).expect("mkdir");
+    symlink(
+        outside.path().join("secret.libsonnet"),
+        app.join("lib/secret.libsonnet"),
+    )
+    .expect("symlink");
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("import through a symlink leaving the root");
+    let message = error.to_string();
+    assert!(
+        message.contains("app/main.jsonnet:1")
+            && message.contains("symlink resolves outside the repository root"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+
+    // A symlinked library directory leaving the root.
+    std::fs::remove_file(app.join("lib/secret.libsonnet")).expect("rm");
+    symlink(outside.path(), repo.path().join("vendor")).expect("symlink");
+    let mut options = jsonnet();
+    options.jsonnet.jpath = vec!["vendor".into()];
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &options)
+        .expect_err("jpath through a symlink");
+    assert!(matches!(error, RenderError::PathEscape { .. }), "{error}");
+
+    // An entry file that is a symlink leaving the root.
+    std::fs::remove_file(app.join("main.jsonnet")).expect("rm");
+    write(
+        &outside.path().join("main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }",
+    );
+    symlink(
+        outside.path().join("main.jsonnet"),
+        app.join("main.jsonnet"),
+    )
+    .expect("symlink");
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("entry through a symlink");
+    assert!(matches!(error, RenderError::PathEscape { .. }), "{error}");
+
+    // A symlink inside the repository is followed.
+    std::fs::remove_file(app.join("main.jsonnet")).expect("rm");
+    write(
+        &repo.path().join("shared/main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'inside' } }",
+    );
+    symlink(
+        repo.path().join("shared/main.jsonnet"),
+        app.join("main.jsonnet"),
+    )
+    .expect("symlink");
+    let rendered = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect("a symlink inside the root");
+    assert_eq!(rendered.objects[0].object["metadata"]["name"], "inside");
+}
+
+#[test]
+fn jsonnet_snippet_imports_are_confined_too() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    write(
+        &repo.path().join("app/main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { v: std.extVar('v') } }",
+    );
+    let mut options = jsonnet();
+    options.jsonnet.ext_vars.insert(
+        "v".into(),
+        JsonnetValue::Code("importstr '../../../../../../etc/hostname'".into()),
+    );
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &options)
+        .expect_err("ext code importing outside");
+    assert!(
+        error.to_string().contains("escapes the repository root"),
+        "{error}"
+    );
+}
+
+#[test]
+fn jsonnet_limits_hold() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    let main = repo.path().join("app/main.jsonnet");
+    let cm = |data: &str| {
+        format!(
+            "{{ apiVersion: 'v1', kind: 'ConfigMap', metadata: {{ name: 'x' }}, data: {data} }}"
+        )
+    };
+
+    // Recursion deeper than the stack limit.
+    write(
+        &main,
+        &format!(
+            "local f(n) = if n == 0 then 0 else 1 + f(n - 1);\n{}",
+            cm("{ n: std.toString(f(5000)) }")
+        ),
+    );
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("stack overflow");
+    assert!(
+        error.to_string().contains("stack overflow")
+            && error.to_string().contains("app/main.jsonnet:1"),
+        "{error}"
+    );
+
+    // Output over the size limit.
+    write(
+        &main,
+        &cm("{ big: std.join('', ['x' for i in std.range(1, 100000)]) }"),
+    );
+    let limits = Limits {
+        max_output_bytes: 10_000,
+        ..Limits::default()
+    };
+    let error = RenderEngine::new(tools(), limits)
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("too large");
+    assert!(
+        matches!(error, RenderError::ToolOutputTooLarge { .. }),
+        "{error}"
+    );
+
+    // Evaluation time: the render fails at the deadline.
+    write(
+        &main,
+        &cm("{ n: std.toString(std.foldl(function(a, b) a + b, std.range(1, 50000000), 0)) }"),
+    );
+    let limits = Limits {
+        process_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let start = std::time::Instant::now();
+    let error = RenderEngine::new(tools(), limits)
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("timeout");
+    assert!(matches!(error, RenderError::ToolTimeout { .. }), "{error}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Files read by imports obey the file-size limit.
+    write(&repo.path().join("app/big.txt"), &"y".repeat(1000));
+    write(&main, &cm("{ big: importstr 'big.txt' }"));
+    let limits = Limits {
+        max_file_bytes: 500,
+        ..Limits::default()
+    };
+    let error = RenderEngine::new(tools(), limits)
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("import too large");
+    assert!(
+        error.to_string().contains("over the limit of 500"),
+        "{error}"
+    );
+}
+
+#[test]
+fn jsonnet_main_option_and_missing_entries() {
+    let mut options = jsonnet();
+    options.jsonnet = JsonnetOptions {
+        main: Some("dev.jsonnet".into()),
+        ..JsonnetOptions::default()
+    };
+    let rendered = engine()
+        .render(&corpus().join("jsonnet-main"), Path::new("app"), &options)
+        .expect("renders");
+    assert_eq!(rendered.objects.len(), 1);
+    assert_eq!(rendered.objects[0].object["metadata"]["name"], "dev-config");
+    assert_eq!(rendered.objects[0].provenance, prov("app/dev.jsonnet", 0));
+
+    let error = engine()
+        .render(&corpus().join("plain-single"), Path::new("app"), &jsonnet())
+        .expect_err("no entry file");
+    assert!(matches!(error, RenderError::Detection { .. }), "{error}");
+    assert!(error.to_string().contains("no *.jsonnet file"), "{error}");
+}
+
+#[test]
+fn jsonnet_importbin_reads_bytes_and_is_confined() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    write(&repo.path().join("app/data.txt"), "capstan");
+    write(
+        &repo.path().join("app/main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { bin: std.base64(importbin 'data.txt'), str: std.base64(importstr 'data.txt') } }",
+    );
+    let rendered = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect("renders");
+    let data = &rendered.objects[0].object["data"];
+    assert_eq!(data["bin"], "Y2Fwc3Rhbg==");
+    assert_eq!(data["bin"], data["str"]);
+
+    write(
+        &repo.path().join("app/main.jsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, binaryData: { b: std.base64(importbin '../../x') } }",
+    );
+    let error = engine()
+        .render(repo.path(), Path::new("app"), &jsonnet())
+        .expect_err("importbin leaving the root");
+    assert!(
+        error.to_string().contains("app/main.jsonnet:1")
+            && error.to_string().contains("escapes the repository root"),
+        "{error}"
+    );
 }

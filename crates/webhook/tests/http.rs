@@ -516,11 +516,66 @@ async fn an_oversized_body_is_413_and_triggers_nothing() -> Result<()> {
     Ok(())
 }
 
-/// A body streamed in chunks: no Content-Length, so the size is only known while reading.
-fn chunked(body: Vec<u8>, chunk: usize) -> reqwest::Body {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        body.chunks(chunk).map(|part| Ok(part.to_vec())).collect();
-    reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+/// Sends a body with `Transfer-Encoding: chunked` (no Content-Length: the size is only known while
+/// reading) over a raw socket, pausing before chunks as asked; returns the status and JSON answer.
+async fn post_chunked(
+    server: &Server,
+    receiver: &str,
+    headers: &[(&str, String)],
+    chunks: Vec<(Duration, Vec<u8>)>,
+) -> Result<Answer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await?;
+    let mut head = format!(
+        "POST /hook/{receiver} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    socket.write_all(head.as_bytes()).await?;
+    for (pause, chunk) in chunks {
+        tokio::time::sleep(pause).await;
+        let frame = [
+            format!("{:x}\r\n", chunk.len()).into_bytes(),
+            chunk,
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        // The server may answer (413, 408) and close before the whole body is sent.
+        if socket.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = socket.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    let raw_body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    // The answer may itself be chunked: take the JSON object inside.
+    let json = raw_body
+        .find('{')
+        .and_then(|start| raw_body.rfind('}').map(|end| &raw_body[start..=end]))
+        .unwrap_or("null");
+    let body = serde_json::from_str(json)
+        .with_context(|| format!("answer with status {status} is not JSON: {raw_body:?}"))?;
+    Ok(Answer { status, body })
+}
+
+fn chunks_of(body: &[u8], size: usize) -> Vec<(Duration, Vec<u8>)> {
+    body.chunks(size)
+        .map(|part| (Duration::ZERO, part.to_vec()))
+        .collect()
 }
 
 #[tokio::test]
@@ -529,18 +584,20 @@ async fn an_oversized_chunked_body_is_413_and_triggers_nothing() -> Result<()> {
     let padding = "x".repeat(3 * 1024 * 1024);
     let body = format!(r#"{{"repository": "http://127.0.0.1:40177/app", "ref": "{padding}"}}"#);
     let headers = push_headers(Provider::Generic, body.as_bytes());
-    let answer = server
-        .post("generic", &headers, chunked(body.into_bytes(), 64 * 1024))
-        .await?;
+    let answer = post_chunked(
+        &server,
+        "generic",
+        &headers,
+        chunks_of(body.as_bytes(), 64 * 1024),
+    )
+    .await?;
     assert_eq!(answer.status, 413, "{}", answer.body);
     assert!(server.sources.events().is_empty());
 
     // The same path with a body that fits: chunked transfer itself is fine.
     let body = r#"{"repository": "http://127.0.0.1:40177/app", "ref": "refs/heads/main"}"#;
     let headers = push_headers(Provider::Generic, body.as_bytes());
-    let answer = server
-        .post("generic", &headers, chunked(body.as_bytes().to_vec(), 7))
-        .await?;
+    let answer = post_chunked(&server, "generic", &headers, chunks_of(body.as_bytes(), 7)).await?;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(server.sources.events().len(), 1);
     Ok(())
@@ -556,23 +613,11 @@ async fn a_stalled_body_is_408_and_triggers_nothing() -> Result<()> {
     let body = r#"{"repository": "http://127.0.0.1:40177/app"}"#;
     let headers = push_headers(Provider::Generic, body.as_bytes());
     let (head, tail) = body.as_bytes().split_at(10);
-    let (head, tail) = (head.to_vec(), tail.to_vec());
-    let stream = futures::stream::unfold(0, move |step| {
-        let (head, tail) = (head.clone(), tail.clone());
-        async move {
-            match step {
-                0 => Some((Ok::<_, std::io::Error>(head), 1)),
-                1 => {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    Some((Ok(tail), 2))
-                }
-                _ => None,
-            }
-        }
-    });
-    let answer = server
-        .post("generic", &headers, reqwest::Body::wrap_stream(stream))
-        .await?;
+    let chunks = vec![
+        (Duration::ZERO, head.to_vec()),
+        (Duration::from_secs(3), tail.to_vec()),
+    ];
+    let answer = post_chunked(&server, "generic", &headers, chunks).await?;
     assert_eq!(answer.status, 408, "{}", answer.body);
     assert!(server.sources.events().is_empty());
     Ok(())

@@ -1,0 +1,1 @@
+{ namespace: 'from-vendor', replicas: 1 }

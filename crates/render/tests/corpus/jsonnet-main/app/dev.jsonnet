@@ -1,0 +1,1 @@
+(import 'base.libsonnet') + { metadata+: { name: 'dev-config' }, data+: { env: 'dev' } }

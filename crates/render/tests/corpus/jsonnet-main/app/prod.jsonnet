@@ -1,0 +1,1 @@
+(import 'base.libsonnet') + { metadata+: { name: 'prod-config' }, data+: { env: 'prod' } }
