@@ -229,6 +229,34 @@ pub struct RenderSpec {
     pub exclude: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonnet: Option<JsonnetSpec>,
+}
+
+/// Jsonnet (with `renderer: jsonnet`), as in the app file and Argo CD.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonnetSpec {
+    /// The entry file in the app directory; default every `*.jsonnet` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ext_vars: Vec<JsonnetVariable>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tlas: Vec<JsonnetVariable>,
+    /// Library directories, relative to the repository root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jpath: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonnetVariable {
+    pub name: String,
+    pub value: String,
+    /// Evaluate `value` as Jsonnet code instead of passing it as a string.
+    #[serde(default)]
+    pub code: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

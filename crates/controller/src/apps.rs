@@ -15,7 +15,7 @@ use capstan_core::ownership::AppId;
 use capstan_engine::{App, EngineError, Policy, SyncRequest};
 use capstan_health::{HealthRules, HealthStatus as Verdict};
 use capstan_plan::{Action as PlanAction, Plan};
-use capstan_render::{HelmOptions, RenderOptions};
+use capstan_render::{HelmOptions, JsonnetOptions, JsonnetValue, RenderOptions};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -412,6 +412,24 @@ fn render_options(app: &Application) -> Result<RenderOptions, String> {
         .transpose()
         .map_err(|e: String| format!("spec.render.renderer: {e}"))?;
     let helm = spec.helm.clone().unwrap_or_default();
+    let jsonnet = spec.jsonnet.clone().unwrap_or_default();
+    let variables = |field: &str, list: &[crate::api::JsonnetVariable]| {
+        let mut map = BTreeMap::new();
+        for variable in list {
+            let value = if variable.code {
+                JsonnetValue::Code(variable.value.clone())
+            } else {
+                JsonnetValue::String(variable.value.clone())
+            };
+            if map.insert(variable.name.clone(), value).is_some() {
+                return Err(format!(
+                    "spec.render.jsonnet.{field}: {:?} is given twice",
+                    variable.name
+                ));
+            }
+        }
+        Ok(map)
+    };
     Ok(RenderOptions {
         renderer,
         include: spec.include.clone(),
@@ -422,6 +440,12 @@ fn render_options(app: &Application) -> Result<RenderOptions, String> {
             values_files: helm.values_files,
             values: helm.values,
             ..Default::default()
+        },
+        jsonnet: JsonnetOptions {
+            main: jsonnet.main,
+            ext_vars: variables("extVars", &jsonnet.ext_vars)?,
+            tlas: variables("tlas", &jsonnet.tlas)?,
+            jpath: jsonnet.jpath,
         },
         ..Default::default()
     })

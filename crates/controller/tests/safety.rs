@@ -32,7 +32,10 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
 
 async fn reqwest_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // Not listening yet (the controller binds after connecting to the cluster) reads as "down".
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return "connection refused".into();
+    };
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
