@@ -21,7 +21,7 @@ pub mod ignore;
 pub mod mask;
 pub mod normalize;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
 use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
@@ -681,8 +681,7 @@ fn compare(
     if !ignored.is_empty() {
         let (live_kept, in_live) = ignored.strip(&live_value, &live_value);
         let (predicted_kept, in_predicted) = ignored.strip(&live_value, &predicted_value);
-        let present: std::collections::BTreeSet<ignore::Pointer> =
-            in_live.into_iter().chain(in_predicted).collect();
+        let present: BTreeSet<ignore::Pointer> = in_live.into_iter().chain(in_predicted).collect();
         ignored_fields = present.iter().map(ToString::to_string).collect();
         (live_value, predicted_value) = (live_kept, predicted_kept);
     }
