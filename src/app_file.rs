@@ -10,6 +10,7 @@ use capstan_cluster::PropagationPolicy;
 use capstan_core::ownership::AppId;
 use capstan_engine::{App, Policy};
 use capstan_health::HealthRules;
+use capstan_plan::IgnoreDifference;
 use capstan_render::{HelmOptions, JsonnetOptions, JsonnetValue, RenderOptions};
 use capstan_source::{Auth, Reference, SourceSpec};
 use serde::Deserialize;
@@ -42,6 +43,9 @@ pub struct Spec {
     pub sync_policy: SyncPolicy,
     #[serde(default)]
     pub health_checks: Vec<HealthCheck>,
+    /// Fields of existing objects that are neither compared nor applied; see capstan-plan's `ignore`.
+    #[serde(default)]
+    pub ignore_differences: Vec<IgnoreDifference>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +237,12 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
             .add(&check.group, &check.kind, &check.cel)
             .with_context(|| format!("app file {}: spec.healthChecks", path.display()))?;
     }
+    // The plan checks the rules too; checking here names the file before anything is fetched.
+    capstan_plan::ignore::IgnoreRules::new(
+        &file.spec.ignore_differences,
+        capstan_cluster::FIELD_MANAGER,
+    )
+    .with_context(|| format!("app file {}: spec", path.display()))?;
     let policy = &file.spec.sync_policy;
     let app = App {
         id: AppId::new(
@@ -256,6 +266,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
                 Propagation::Foreground => PropagationPolicy::Foreground,
                 Propagation::Orphan => PropagationPolicy::Orphan,
             },
+            ignore_differences: file.spec.ignore_differences.clone(),
         },
     };
     let render = &file.spec.render;
@@ -454,6 +465,48 @@ spec:
         assert!(
             error.contains("spec.render.jsonnet.tlas") && error.contains("\"ns\""),
             "{error}"
+        );
+    }
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shop.capstan.yaml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    const IGNORE_HEAD: &str = "apiVersion: capstan.dev/v1alpha1\nkind: App\nmetadata: {name: shop}\n\
+                        spec:\n  source: {path: .}\n  destination: {namespace: shop}\n";
+
+    #[test]
+    fn ignore_differences_reach_the_policy() {
+        let (_dir, path) = write(&format!(
+            "{IGNORE_HEAD}  ignoreDifferences:\n    - group: apps\n      kind: Deployment\n      \
+             name: web\n      jsonPointers: [/spec/replicas]\n    - kind: ConfigMap\n      \
+             managers: [operator]\n"
+        ));
+        let loaded = load(&path).expect("load");
+        let rules = &loaded.app.policy.ignore_differences;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].json_pointers, vec!["/spec/replicas".to_string()]);
+        assert_eq!(rules[0].name.as_deref(), Some("web"));
+        assert_eq!(rules[1].group, "", "core group by default");
+        assert_eq!(rules[1].managers, vec!["operator".to_string()]);
+    }
+
+    #[test]
+    fn a_malformed_pointer_names_the_file_and_the_rule() {
+        let (_dir, path) = write(&format!(
+            "{IGNORE_HEAD}  ignoreDifferences:\n    - group: apps\n      kind: Deployment\n      \
+             jsonPointers: [spec/replicas]\n"
+        ));
+        let err = format!("{:#}", load(&path).err().expect("malformed pointer"));
+        assert!(
+            err.contains("shop.capstan.yaml")
+                && err.contains("ignoreDifferences[0] (Deployment.apps)")
+                && err.contains("jsonPointers[0]")
+                && err.contains("must start with '/'"),
+            "{err}"
         );
     }
 }

@@ -48,6 +48,16 @@ pub fn plan(out: &mut impl Write, plan: &Plan, prune: bool) -> std::io::Result<(
                 drift.managers.join(", ")
             )?;
         }
+        if !change.ignored.is_empty() {
+            writeln!(
+                out,
+                "  {}",
+                paint(
+                    DIM,
+                    &format!("ignored (ignoreDifferences): {}", change.ignored.join(", "))
+                )
+            )?;
+        }
         diff(out, &change.diff)?;
     }
     for candidate in &plan.prune {

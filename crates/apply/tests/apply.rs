@@ -33,6 +33,7 @@ async fn sync(
 ) -> (Plan, Result<ChangeSet, ApplyError>) {
     let plan_options = PlanOptions {
         replace: options.replace,
+        ..Default::default()
     };
     let planned = plan(cluster, app, namespace, objects, previous, &plan_options)
         .await
@@ -289,7 +290,10 @@ async fn immutable_fields_need_replace() {
     assert_ne!(uid_after, uid_before, "a new object");
 
     // Opted in for the whole app.
-    let app_wide = PlanOptions { replace: true };
+    let app_wide = PlanOptions {
+        replace: true,
+        ..Default::default()
+    };
     let planned = plan(
         &cluster,
         &app,

@@ -470,6 +470,20 @@ fn engine_app(app: &Application) -> Result<App, ControllerError> {
             prune: policy.prune,
             conflicts,
             replace: policy.replace,
+            // The plan checks the rules (bad pointers stall the app naming the rule).
+            ignore_differences: app
+                .spec
+                .ignore_differences
+                .iter()
+                .map(|rule| capstan_plan::IgnoreDifference {
+                    group: rule.group.clone(),
+                    kind: rule.kind.clone(),
+                    name: rule.name.clone(),
+                    namespace: rule.namespace.clone(),
+                    json_pointers: rule.json_pointers.clone(),
+                    managers: rule.managers.clone(),
+                })
+                .collect(),
             ..Default::default()
         },
     })

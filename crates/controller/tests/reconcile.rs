@@ -511,3 +511,88 @@ async fn invalid_specs_are_refused_at_admission() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ignored_differences_are_neither_reported_nor_healed() {
+    let ns = namespace("ctl-ignore").await;
+    let ns = ns.name().to_string();
+    let repo = Repo::new(
+        "ign",
+        &[(
+            "app/a.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  key: git\n  other: git\n",
+        )],
+    );
+    let _controller = ControllerSetup::new(&ns).start();
+    create_repo(&ns, "ign", &repo.url(), "1m").await;
+    let mut spec = app_spec("ign", &ns, true);
+    spec["ignoreDifferences"] =
+        json!([{"kind": "ConfigMap", "name": "a", "jsonPointers": ["/data/key"]}]);
+    create_app(&ns, "ign", spec).await;
+    wait_ready(&ns, "ign", "True", Some("Synced"), Duration::from_secs(60)).await;
+
+    let out = kubectl()
+        .args([
+            "-n",
+            &ns,
+            "patch",
+            "configmap",
+            "a",
+            "--type=merge",
+            "--field-manager=tuner",
+            "-p",
+            r#"{"data":{"key":"tuned"}}"#,
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The drift watch wakes the app; the ignored field is neither drift nor healed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(config_map_value(&ns, "a").await.as_deref(), Some("tuned"));
+    let app = get_app(&ns, "ign").await;
+    let status = app.status.clone().expect("status");
+    assert_eq!(status.sync.map(|s| s.status).as_deref(), Some("Synced"));
+    assert!(status.drift.is_empty(), "{:?}", status.drift);
+
+    // A field that is not ignored is still healed.
+    let out = kubectl()
+        .args([
+            "-n",
+            &ns,
+            "patch",
+            "configmap",
+            "a",
+            "--type=merge",
+            "--field-manager=tuner",
+            "-p",
+            r#"{"data":{"other":"tuned"}}"#,
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success());
+    eventually(Duration::from_secs(20), "other healed, key kept", || {
+        let ns = ns.clone();
+        async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                kube::Api::namespaced(client().await, &ns);
+            let data = api
+                .get("a")
+                .await
+                .map_err(|e| e.to_string())?
+                .data
+                .unwrap_or_default();
+            match (
+                data.get("other").map(String::as_str),
+                data.get("key").map(String::as_str),
+            ) {
+                (Some("git"), Some("tuned")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+}

@@ -21,7 +21,7 @@ use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
 use capstan_health::Summary;
 use capstan_inventory::{Inventory, InventoryError, InventoryStore};
-use capstan_plan::{DesiredObject, Plan, PlanError, PlanOptions, PruneDecision};
+use capstan_plan::{DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision};
 
 /// An app as the engine sees it: identity, destination and policy. Where its objects come from (a
 /// directory, a Git revision) is decided before the engine.
@@ -42,6 +42,8 @@ pub struct Policy {
     pub conflicts: Conflicts,
     pub replace: bool,
     pub propagation: PropagationPolicy,
+    /// Fields of existing objects that plan and sync leave alone (`capstan_plan::ignore`).
+    pub ignore_differences: Vec<IgnoreDifference>,
 }
 
 impl Default for Policy {
@@ -52,6 +54,7 @@ impl Default for Policy {
             conflicts: Conflicts::TakeOwnership,
             replace: false,
             propagation: PropagationPolicy::Background,
+            ignore_differences: Vec::new(),
         }
     }
 }
@@ -183,6 +186,7 @@ impl Engine {
             previous,
             &PlanOptions {
                 replace: app.policy.replace,
+                ignore_differences: app.policy.ignore_differences.clone(),
             },
         )
         .await

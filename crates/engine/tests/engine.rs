@@ -405,3 +405,63 @@ async fn a_no_op_sync_writes_nothing_not_even_the_inventory() {
     assert_eq!(before, after, "no object and no inventory was written");
     assert_eq!(first.plan.hash.len(), 64);
 }
+
+#[tokio::test]
+async fn a_sync_leaves_ignored_fields_as_another_manager_set_them() {
+    let engine = Engine::new(cluster().await);
+    let ns = TestNamespace::create(&engine.cluster().client(), "engine-ignore").await;
+    let mut app = app(ns.name());
+    app.policy.ignore_differences = vec![capstan_plan::IgnoreDifference {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        json_pointers: vec!["/spec/replicas".into()],
+        ..Default::default()
+    }];
+    let web = |image: &str| {
+        desired(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": image}]}}}}),
+        )
+    };
+    let first = engine
+        .sync(&app, vec![web("nginx:1.27")], &SyncRequest::default())
+        .await
+        .expect("first sync");
+    assert_eq!(
+        first.changes.count(capstan_apply::Outcome::Created),
+        1,
+        "a create is applied as Git has it"
+    );
+    let status = kubectl()
+        .args(["-n", ns.name(), "scale", "deployment/web", "--replicas=3"])
+        .status()
+        .expect("kubectl scale");
+    assert!(status.success());
+
+    let unchanged = engine
+        .sync(&app, vec![web("nginx:1.27")], &SyncRequest::default())
+        .await
+        .expect("sync");
+    assert_eq!(
+        unchanged.changes.count(capstan_apply::Outcome::Unchanged),
+        1
+    );
+    let updated = engine
+        .sync(&app, vec![web("nginx:1.28")], &SyncRequest::default())
+        .await
+        .expect("sync");
+    assert_eq!(updated.plan.changes[0].ignored, vec!["/spec/replicas"]);
+    let live = engine
+        .cluster()
+        .get(&updated.plan.changes[0].object)
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(live.data["spec"]["replicas"], json!(3), "still as scaled");
+    assert_eq!(
+        live.data["spec"]["template"]["spec"]["containers"][0]["image"],
+        json!("nginx:1.28")
+    );
+}

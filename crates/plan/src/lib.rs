@@ -6,16 +6,22 @@
 //! prune candidates: objects in the previous inventory that are no longer desired, split into those
 //! that carry this app's ownership mark and those that must be left alone.
 //!
+//! With `ignoreDifferences` ([`PlanOptions::ignore_differences`], see [`ignore`]), fields of existing
+//! objects are left out: from both sides of the comparison (a difference there does not make an
+//! update, a diff or drift) and from the object that is dry-run and applied (so a sync never takes
+//! them back). [`Change::ignored`] lists the ignored fields that were present.
+//!
 //! The plan itself does no I/O: it asks a [`ServerView`] (implemented by `capstan_cluster::Cluster`),
 //! so the same inputs and the same server answers always give the same plan and the same hash.
 
 pub mod diff;
 pub mod drift;
 pub mod hooks;
+pub mod ignore;
 pub mod mask;
 pub mod normalize;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
 use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
@@ -30,6 +36,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use drift::FieldDrift;
+pub use ignore::{IgnoreDifference, IgnoreRuleError};
 
 /// Annotation that keeps one object out of prune.
 pub const PRUNE_ANNOTATION: &str = "capstan.dev/prune";
@@ -165,6 +172,16 @@ pub enum PlanError {
         object: String,
         first: String,
     },
+    #[error(transparent)]
+    IgnoreRule(#[from] IgnoreRuleError),
+    #[error(
+        "{provenance}: {object}: ignoreDifferences left an object that is not valid: {message}"
+    )]
+    Ignore {
+        provenance: String,
+        object: String,
+        message: String,
+    },
     #[error("{provenance}: {source}")]
     Server {
         provenance: String,
@@ -192,6 +209,8 @@ pub const SYNC_OPTIONS_ANNOTATION: &str = "capstan.dev/sync-options";
 pub struct PlanOptions {
     /// Replace on immutable-field changes for every object, as if each had `Replace=true`.
     pub replace: bool,
+    /// Fields of existing objects that are neither compared nor applied (see [`ignore`]).
+    pub ignore_differences: Vec<IgnoreDifference>,
 }
 
 /// Whether `object` (or the app, with `app_wide`) allows delete + create for immutable-field changes.
@@ -214,6 +233,10 @@ pub struct Change {
     pub diff: String,
     /// Fields Git takes back from other managers.
     pub drift: Vec<FieldDrift>,
+    /// JSON pointers of the fields `ignoreDifferences` left out of the comparison and the applied
+    /// object, among those the live object or the dry-run result has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
     /// Why the server could not dry-run this change, when it could not: a hook (re-created on every
     /// sync), an object whose CRD or Namespace this sync creates, an immutable-field replacement.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,6 +315,7 @@ pub async fn plan<V: ServerView + Sync>(
     previous: &Inventory,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    let rules = ignore::IgnoreRules::new(&options.ignore_differences, FIELD_MANAGER)?;
     let crds_in_set = custom_kinds_defined(&desired);
     let mut prepared = Vec::with_capacity(desired.len());
     let mut seen: HashMap<ObjectRef, String> = HashMap::new();
@@ -342,7 +366,7 @@ pub async fn plan<V: ServerView + Sync>(
     }
     let (prefetched, listed) = prefetch(view, &prepared).await?;
     let (crds_in_set, new_namespaces) = (&crds_in_set, &new_namespaces);
-    let (prefetched, listed) = (&prefetched, &listed);
+    let (prefetched, listed, rules) = (&prefetched, &listed, &rules);
     let changes: Vec<Change> = stream::iter(prepared)
         .map(|(object, reference, provenance)| async move {
             let in_new_namespace = reference
@@ -389,6 +413,7 @@ pub async fn plan<V: ServerView + Sync>(
                         Action::Create
                     },
                     drift: Vec::new(),
+                    ignored: Vec::new(),
                     not_dry_run: Some(reason.to_string()),
                     hook,
                     desired: object,
@@ -402,6 +427,7 @@ pub async fn plan<V: ServerView + Sync>(
                 reference.kind.clone(),
                 reference.namespace.clone(),
             );
+            let ignored = rules.for_object(&reference);
             let mut attempts = 0;
             loop {
                 attempts += 1;
@@ -419,7 +445,22 @@ pub async fn plan<V: ServerView + Sync>(
                         .await
                         .map_err(|e| server_error(&provenance, e))?
                 };
-                let predicted = match view.dry_run_apply(&object).await {
+                // What a sync sends to an existing object: Git's object less the ignored fields.
+                let applied = match &live {
+                    Some(live) if !ignored.is_empty() => Some(applied_object(
+                        app,
+                        &object,
+                        live,
+                        &ignored,
+                        &reference,
+                        &provenance,
+                    )?),
+                    _ => None,
+                };
+                let predicted = match view
+                    .dry_run_apply(applied.as_ref().unwrap_or(&object))
+                    .await
+                {
                     Ok(predicted) => predicted,
                     Err(ClusterError::Rejected {
                         code: 422, message, ..
@@ -447,9 +488,10 @@ pub async fn plan<V: ServerView + Sync>(
                     return Ok(compare(
                         reference,
                         provenance,
-                        object,
+                        applied.unwrap_or(object),
                         live.as_ref(),
                         &predicted,
+                        &ignored,
                     ));
                 }
             }
@@ -589,12 +631,33 @@ fn shown(value: &Value, other: Option<&Value>) -> Value {
     value
 }
 
+/// `desired` with `ignored` applied against `live` (see [`ignore::Ignored::applied`]), marked again.
+fn applied_object(
+    app: &AppId,
+    desired: &DynamicObject,
+    live: &DynamicObject,
+    ignored: &ignore::Ignored,
+    reference: &ObjectRef,
+    provenance: &str,
+) -> Result<DynamicObject, PlanError> {
+    let value = ignored.applied(&object_value(desired), &object_value(live), FIELD_MANAGER);
+    let mut applied: DynamicObject =
+        serde_json::from_value(value).map_err(|e| PlanError::Ignore {
+            provenance: provenance.to_string(),
+            object: reference.to_string(),
+            message: e.to_string(),
+        })?;
+    ownership::mark(&mut applied, app);
+    Ok(applied)
+}
+
 fn compare(
     reference: ObjectRef,
     provenance: String,
     desired: DynamicObject,
     live: Option<&DynamicObject>,
     predicted: &DynamicObject,
+    ignored: &ignore::Ignored,
 ) -> Change {
     let predicted_value = object_value(predicted);
     let label = reference.to_string();
@@ -605,13 +668,23 @@ fn compare(
             provenance,
             action: Action::Create,
             drift: Vec::new(),
+            ignored: Vec::new(),
             not_dry_run: None,
             hook: false,
             desired,
             live_resource_version: None,
         };
     };
-    let live_value = object_value(live);
+    let mut live_value = object_value(live);
+    let mut predicted_value = predicted_value;
+    let mut ignored_fields = Vec::new();
+    if !ignored.is_empty() {
+        let (live_kept, in_live) = ignored.strip(&live_value, &live_value);
+        let (predicted_kept, in_predicted) = ignored.strip(&live_value, &predicted_value);
+        let present: BTreeSet<ignore::Pointer> = in_live.into_iter().chain(in_predicted).collect();
+        ignored_fields = present.iter().map(ToString::to_string).collect();
+        (live_value, predicted_value) = (live_kept, predicted_kept);
+    }
     let (live_comparable, predicted_comparable) = (
         normalize::comparable(&live_value),
         normalize::comparable(&predicted_value),
@@ -640,6 +713,7 @@ fn compare(
         action,
         diff,
         drift,
+        ignored: ignored_fields,
         not_dry_run: None,
         hook: false,
         desired,
@@ -664,6 +738,7 @@ fn replacement(
         provenance,
         action: Action::Replace,
         drift: Vec::new(),
+        ignored: Vec::new(),
         not_dry_run: Some("an immutable field changes: delete, then create".to_string()),
         hook: false,
         desired,
@@ -686,6 +761,11 @@ fn plan_hash(changes: &[Change], prune: &[PruneCandidate]) -> String {
                 .unwrap_or("-")
                 .as_bytes(),
         );
+        // What was ignored can change the action without changing the applied object.
+        for pointer in &change.ignored {
+            hasher.update(b"\0ignored ");
+            hasher.update(pointer.as_bytes());
+        }
         hasher.update(b"\n");
     }
     let mut pruned: BTreeMap<String, &str> = BTreeMap::new();

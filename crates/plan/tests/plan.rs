@@ -1,14 +1,19 @@
 //! Plans against the real API server: create / update / unchanged, drift attributed to the manager
-//! that caused it, masked Secrets, CRDs with their custom resources, prune decisions, and the plan hash.
+//! that caused it, masked Secrets, CRDs with their custom resources, prune decisions, the plan hash,
+//! and ignoreDifferences (JSON pointers and field managers).
 
 use capstan_cluster::{Cluster, Ownership};
 use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
 use capstan_inventory::Inventory;
-use capstan_plan::{Action, DesiredObject, Plan, PlanError, PlanOptions, PruneDecision, plan};
+use capstan_plan::{
+    Action, DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision, plan,
+};
 use capstan_test_support::{TestNamespace, cluster, kubectl};
 use kube::api::DynamicObject;
 use serde_json::json;
+use std::io::Write;
+use std::process::Stdio;
 
 fn desired(value: serde_json::Value) -> DesiredObject {
     DesiredObject {
@@ -417,4 +422,364 @@ async fn many_objects_of_a_kind_are_planned_from_one_list() {
     expected[3] = Action::Update;
     expected.extend(vec![Action::Create; 6]);
     assert_eq!(actions, expected);
+}
+
+fn web(image: &str) -> DesiredObject {
+    desired(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": image}]}}}
+    }))
+}
+
+fn ignoring(rules: Vec<IgnoreDifference>) -> PlanOptions {
+    PlanOptions {
+        ignore_differences: rules,
+        ..Default::default()
+    }
+}
+
+fn rule(group: &str, kind: &str, pointers: &[&str], managers: &[&str]) -> IgnoreDifference {
+    IgnoreDifference {
+        group: group.into(),
+        kind: kind.into(),
+        json_pointers: pointers.iter().map(|p| p.to_string()).collect(),
+        managers: managers.iter().map(|m| m.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Creates Deployment `web` (1 replica) through a plan, then scales it to 4 with `kubectl scale`.
+async fn scaled_deployment(cluster: &Cluster, app: &AppId, namespace: &str) {
+    let first = plan(
+        cluster,
+        app,
+        namespace,
+        vec![web("nginx:1.27")],
+        &Inventory::new(),
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    apply_all(cluster, &first).await;
+    let status = kubectl()
+        .args(["-n", namespace, "scale", "deployment/web", "--replicas=4"])
+        .status()
+        .expect("kubectl scale");
+    assert!(status.success());
+}
+
+async fn live_replicas(cluster: &Cluster, namespace: &str) -> serde_json::Value {
+    let reference = ObjectRef {
+        group: "apps".into(),
+        version: "v1".into(),
+        kind: "Deployment".into(),
+        namespace: Some(namespace.into()),
+        name: "web".into(),
+    };
+    let live = cluster.get(&reference).await.expect("get").expect("live");
+    live.data["spec"]["replicas"].clone()
+}
+
+#[tokio::test]
+async fn an_ignored_pointer_is_neither_compared_nor_taken_back() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "plan-ignore-ptr").await;
+    let app = AppId::new(ns.name(), "web");
+    scaled_deployment(&cluster, &app, ns.name()).await;
+    let options = ignoring(vec![rule("apps", "Deployment", &["/spec/replicas"], &[])]);
+
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![web("nginx:1.27")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect("plan");
+    let change = &planned.changes[0];
+    assert_eq!(change.action, Action::Unchanged, "{}", change.diff);
+    assert!(change.drift.is_empty(), "{:?}", change.drift);
+    assert_eq!(change.ignored, vec!["/spec/replicas".to_string()]);
+    assert!(!planned.has_changes(true));
+    let json = serde_json::to_value(&planned).expect("json");
+    assert_eq!(json["changes"][0]["ignored"], json!(["/spec/replicas"]));
+    // Something else changes: the sync applies it and leaves replicas as scaled.
+    let changed = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![web("nginx:1.28")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect("plan");
+    let change = &changed.changes[0];
+    assert_eq!(change.action, Action::Update);
+    assert!(
+        change
+            .diff
+            .lines()
+            .any(|l| l.starts_with('+') && l.contains("image: nginx:1.28"))
+            && !change.diff.contains("replicas"),
+        "{}",
+        change.diff
+    );
+    assert!(change.drift.is_empty(), "{:?}", change.drift);
+    assert_eq!(
+        change.desired.data["spec"].get("replicas"),
+        None,
+        "not sent"
+    );
+    apply_all(&cluster, &changed).await;
+    assert_eq!(live_replicas(&cluster, ns.name()).await, json!(4));
+    let after = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![web("nginx:1.28")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect("plan");
+    assert_eq!(
+        after.changes[0].action,
+        Action::Unchanged,
+        "{}",
+        after.changes[0].diff
+    );
+
+    // Without the rule, Git takes replicas back.
+    let unruled = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![web("nginx:1.28")],
+        &Inventory::new(),
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    assert_eq!(unruled.changes[0].action, Action::Update);
+    assert!(unruled.changes[0].ignored.is_empty());
+    let json = serde_json::to_value(&unruled).expect("json");
+    assert!(
+        json["changes"][0].get("ignored").is_none(),
+        "no rule, no new key: {json}"
+    );
+}
+
+/// Server-side applies `object` as field manager `manager`, as another tool (an operator) would.
+fn apply_as(manager: &str, object: serde_json::Value) {
+    let mut child = kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            &format!("--field-manager={manager}"),
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("write");
+    assert!(
+        child.wait().expect("wait").success(),
+        "kubectl apply as {manager}"
+    );
+}
+
+#[tokio::test]
+async fn fields_of_an_ignored_manager_are_left_to_it() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "plan-ignore-mgr").await;
+    let app = AppId::new(ns.name(), "shop");
+    let settings = |size: &str| {
+        desired(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+            "data": {"color": "blue", "size": size}
+        }))
+    };
+    let first = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![settings("s")],
+        &Inventory::new(),
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    apply_all(&cluster, &first).await;
+    // Another manager takes `color` over.
+    apply_as(
+        "colour-operator",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "settings", "namespace": ns.name()}, "data": {"color": "red"}}),
+    );
+    let plain = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![settings("s")],
+        &Inventory::new(),
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    assert_eq!(plain.changes[0].action, Action::Update);
+    assert_eq!(
+        plain.changes[0].drift[0].managers,
+        vec!["colour-operator".to_string()]
+    );
+
+    let options = ignoring(vec![rule("", "ConfigMap", &[], &["colour-operator"])]);
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![settings("s")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect("plan");
+    let change = &planned.changes[0];
+    assert_eq!(change.action, Action::Unchanged, "{}", change.diff);
+    assert_eq!(change.ignored, vec!["/data/color".to_string()]);
+    // Nothing else writes this ConfigMap, so the hash is a function of the inputs, whatever the
+    // order of the rules.
+    let reordered = ignoring(vec![
+        rule("*", "Secret", &["/data"], &[]),
+        rule("", "ConfigMap", &[], &["colour-operator"]),
+    ]);
+    let again = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![settings("s")],
+        &Inventory::new(),
+        &reordered,
+    )
+    .await
+    .expect("plan");
+    assert_eq!(again.hash, planned.hash);
+    assert_ne!(planned.hash, plain.hash, "the rules change what is applied");
+
+    let resized = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![settings("m")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect("plan");
+    let change = &resized.changes[0];
+    assert_eq!(change.action, Action::Update);
+    assert!(
+        change.diff.contains("+  size: m") && !change.diff.contains("color"),
+        "{}",
+        change.diff
+    );
+    assert_eq!(change.desired.data["data"], json!({"size": "m"}));
+    apply_all(&cluster, &resized).await;
+    let live = cluster
+        .get(&change.object)
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(live.data["data"], json!({"color": "red", "size": "m"}));
+}
+
+#[tokio::test]
+async fn a_rule_for_another_object_does_not_hide_drift() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "plan-ignore-other").await;
+    let app = AppId::new(ns.name(), "web");
+    scaled_deployment(&cluster, &app, ns.name()).await;
+    let mut other_name = rule("apps", "Deployment", &["/spec/replicas"], &[]);
+    other_name.name = Some("api".into());
+    let mut other_namespace = rule("apps", "Deployment", &["/spec/replicas"], &[]);
+    other_namespace.namespace = Some(format!("{}-elsewhere", ns.name()));
+    let options = ignoring(vec![
+        other_name,
+        other_namespace,
+        rule("apps", "StatefulSet", &["/spec/replicas"], &[]),
+        rule("", "Deployment", &["/spec/replicas"], &[]),
+        rule("apps", "Deployment", &[], &["kube-controller-manager"]),
+    ]);
+    let planned = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        vec![web("nginx:1.27")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect("plan");
+    let change = &planned.changes[0];
+    assert_eq!(change.action, Action::Update);
+    assert!(
+        change.diff.contains("-  replicas: 4") && change.diff.contains("+  replicas: 1"),
+        "{}",
+        change.diff
+    );
+    assert!(
+        change
+            .drift
+            .iter()
+            .any(|d| d.path == ".spec.replicas" && d.managers == ["kubectl"]),
+        "{:?}",
+        change.drift
+    );
+    assert_eq!(change.desired.data["spec"]["replicas"], json!(1));
+    assert!(
+        !change.ignored.contains(&"/spec/replicas".to_string()),
+        "{:?}",
+        change.ignored
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_pointer_is_an_error_naming_the_rule() {
+    let cluster = cluster().await;
+    // Nothing is read or written: the rules are checked before any object.
+    let mut bad = rule(
+        "apps",
+        "Deployment",
+        &["/spec/replicas", "spec/paused"],
+        &[],
+    );
+    bad.name = Some("web".into());
+    let options = ignoring(vec![rule("", "ConfigMap", &["/data/a"], &[]), bad]);
+    let err = plan(
+        &cluster,
+        &AppId::new("plan-ignore-bad", "web"),
+        "plan-ignore-bad",
+        vec![web("nginx:1.27")],
+        &Inventory::new(),
+        &options,
+    )
+    .await
+    .expect_err("malformed pointer");
+    assert!(matches!(err, PlanError::IgnoreRule(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "ignoreDifferences[1] (Deployment.apps web): jsonPointers[1]: \"spec/paused\" is not a \
+         JSON pointer: it must start with '/', e.g. /spec/replicas"
+    );
 }
