@@ -209,58 +209,89 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
     };
     status.last_handled_request = requested;
 
-    // Plan first: it says whether anything differs (and who changed it) without writing.
+    // A monorepo commit wakes every app of the repository; for an app whose rendered objects did
+    // not change and that was in sync, the new revision changes nothing: record it and stop. (Live
+    // drift is still caught by the drift watches and the interval.)
+    let inputs = desired_digest(&desired);
+    let key = key(app);
+    let settled = status.sync.as_ref().is_some_and(|s| s.status == "Synced")
+        && is_ready(&previous.conditions, app.metadata.generation);
+    if trigger == Trigger::Source && settled && ctx.same_inputs(&key, inputs) {
+        if let Some(sync) = status.sync.as_mut() {
+            sync.revision = artifact.revision.clone();
+        }
+        let outcome = Outcome::Ready {
+            reason: "Synced".into(),
+            message: format!("unchanged at {}", artifact.revision),
+        };
+        write_status(ctx, app, status, &outcome).await?;
+        return Ok(Action::requeue(interval));
+    }
+
     let sync_started = Instant::now();
     let policy = &app.spec.sync_policy;
-    let plan = match engine.plan(&engine_app, desired.clone()).await {
-        Ok(plan) => plan,
-        Err(error) => {
-            return engine_failed(ctx, app, status, &artifact.revision, trigger, error).await;
-        }
-    };
-    let drifted = drifted_objects(&plan);
-    let differs = plan.has_changes(policy.prune);
-    let trigger = if trigger == Trigger::Interval && differs {
-        ctx.metrics.drift_events.inc();
-        Trigger::Drift
+    // New revisions, spec changes, rollbacks and manual requests sync at once (automated apps): the
+    // sync plans itself, so a separate plan would dry-run every object twice. Otherwise plan first:
+    // it says whether anything differs (and who changed it) without writing.
+    let sync_directly = trigger == Trigger::Manual
+        || (policy.automated
+            && matches!(trigger, Trigger::Source | Trigger::Spec | Trigger::Rollback));
+    let (planned, differs, drifted, trigger) = if sync_directly {
+        (None, true, Vec::new(), trigger)
     } else {
-        trigger
-    };
-    // Automated apps sync new revisions, spec changes and manual requests; drift only with selfHeal.
-    let wants_sync = trigger == Trigger::Manual
-        || (policy.automated && differs && (trigger != Trigger::Drift || policy.self_heal));
-    let mut sync_message = None;
-    let plan = if wants_sync {
-        let request = SyncRequest {
-            prune: policy.prune,
-            expected_plan: None,
-        };
-        match engine.sync(&engine_app, desired, &request).await {
-            Ok(report) => {
-                let applied = report.changes.count(Applied::Created)
-                    + report.changes.count(Applied::Configured)
-                    + report.changes.count(Applied::Replaced);
-                let pruned = report.changes.count(Applied::Pruned);
-                ctx.metrics.objects_applied.inc_by(applied as u64);
-                ctx.metrics.objects_pruned.inc_by(pruned as u64);
-                let message = format!(
-                    "applied {applied} object(s), pruned {pruned} at {}",
-                    artifact.revision
-                );
-                if applied + pruned > 0 {
-                    ctx.kube
-                        .event(app, false, "Synced", "Sync", message.clone())
-                        .await;
-                }
-                sync_message = Some(message);
-                report.plan
-            }
+        let plan = match engine.plan(&engine_app, desired.clone()).await {
+            Ok(plan) => plan,
             Err(error) => {
                 return engine_failed(ctx, app, status, &artifact.revision, trigger, error).await;
             }
+        };
+        let drifted = drifted_objects(&plan);
+        let differs = plan.has_changes(policy.prune);
+        let trigger = if trigger == Trigger::Interval && differs {
+            ctx.metrics.drift_events.inc();
+            Trigger::Drift
+        } else {
+            trigger
+        };
+        (Some(plan), differs, drifted, trigger)
+    };
+    // Automated apps sync new revisions, spec changes and manual requests; drift only with selfHeal.
+    let wants_sync = sync_directly
+        || (policy.automated && differs && (trigger != Trigger::Drift || policy.self_heal));
+    let mut sync_message = None;
+    let plan = match planned {
+        Some(plan) if !wants_sync => plan,
+        _ => {
+            let request = SyncRequest {
+                prune: policy.prune,
+                expected_plan: None,
+            };
+            match engine.sync(&engine_app, desired, &request).await {
+                Ok(report) => {
+                    let applied = report.changes.count(Applied::Created)
+                        + report.changes.count(Applied::Configured)
+                        + report.changes.count(Applied::Replaced);
+                    let pruned = report.changes.count(Applied::Pruned);
+                    ctx.metrics.objects_applied.inc_by(applied as u64);
+                    ctx.metrics.objects_pruned.inc_by(pruned as u64);
+                    let message = format!(
+                        "applied {applied} object(s), pruned {pruned} at {}",
+                        artifact.revision
+                    );
+                    if applied + pruned > 0 {
+                        ctx.kube
+                            .event(app, false, "Synced", "Sync", message.clone())
+                            .await;
+                    }
+                    sync_message = Some(message);
+                    report.plan
+                }
+                Err(error) => {
+                    return engine_failed(ctx, app, status, &artifact.revision, trigger, error)
+                        .await;
+                }
+            }
         }
-    } else {
-        plan
     };
     ctx.metrics.observe_stage("sync", sync_started.elapsed());
     let in_sync = sync_message.is_some() || !differs;
@@ -355,6 +386,11 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
         outcome,
         Outcome::Progressing { .. } | Outcome::Failed { .. }
     ) && summary.status != Verdict::Current;
+    if outcome.is_ready() {
+        ctx.remember_inputs(&key, inputs);
+    } else {
+        ctx.forget_inputs(&key);
+    }
     write_status(ctx, app, status, &outcome).await?;
     if became_ready {
         ctx.trigger_dependents(app);
@@ -500,6 +536,20 @@ fn health_rules(app: &Application) -> Result<HealthRules, ControllerError> {
             })?;
     }
     Ok(rules)
+}
+
+/// A digest of the desired objects (as rendered, before the plan marks them), to tell whether a new
+/// revision changed anything for this app.
+fn desired_digest(desired: &[capstan_plan::DesiredObject]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for object in desired {
+        serde_json::to_string(&object.object)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        object.provenance.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 fn drifted_objects(plan: &Plan) -> Vec<DriftedObject> {

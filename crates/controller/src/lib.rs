@@ -143,6 +143,9 @@ pub struct Context {
     repos: Store<GitRepository>,
     /// Consecutive failures per object, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Digest of the rendered objects each app last reached Ready with (in memory: a restarted
+    /// controller plans every app once).
+    synced_inputs: Mutex<HashMap<String, u64>>,
 }
 
 impl Context {
@@ -261,6 +264,28 @@ impl Context {
             .min(max)
     }
 
+    fn same_inputs(&self, app: &str, digest: u64) -> bool {
+        self.synced_inputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            == Some(&digest)
+    }
+
+    fn remember_inputs(&self, app: &str, digest: u64) {
+        self.synced_inputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_string(), digest);
+    }
+
+    fn forget_inputs(&self, app: &str) {
+        self.synced_inputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app);
+    }
+
     fn reset_backoff(&self, key: &str) {
         self.failures
             .lock()
@@ -315,6 +340,7 @@ pub async fn run(
         apps: apps_reader.clone(),
         repos: repos_reader.clone(),
         failures: Mutex::default(),
+        synced_inputs: Mutex::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
