@@ -117,6 +117,20 @@ impl Cluster {
         namespace: Option<&str>,
         label_selector: Option<&str>,
     ) -> Result<Vec<DynamicObject>, ClusterError> {
+        let mut params = ListParams::default();
+        if let Some(selector) = label_selector {
+            params = params.labels(selector);
+        }
+        Ok(self.list_page(kind, namespace, &params).await?.0)
+    }
+
+    /// One LIST request; the items (with apiVersion and kind) and whether more pages follow.
+    async fn list_page(
+        &self,
+        kind: &ObjectRef,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<(Vec<DynamicObject>, bool), ClusterError> {
         let resolved = self.resolve(kind).await?;
         let api: Api<DynamicObject> = match namespace {
             Some(ns) if resolved.namespaced => {
@@ -124,26 +138,42 @@ impl Cluster {
             }
             _ => Api::all_with(self.client.clone(), &resolved.resource),
         };
-        let mut params = ListParams::default();
-        if let Some(selector) = label_selector {
-            params = params.labels(selector);
-        }
         let list = api
-            .list(&params)
+            .list(params)
             .await
             .map_err(|e| self.api_error("list", kind.api_version() + " " + &kind.kind, e))?;
+        let more = list
+            .metadata
+            .continue_
+            .as_deref()
+            .is_some_and(|token| !token.is_empty());
         let types = kube::api::TypeMeta {
             api_version: resolved.resource.api_version.clone(),
             kind: resolved.resource.kind.clone(),
         };
-        Ok(list
+        let items = list
             .items
             .into_iter()
             .map(|mut item| {
                 item.types = Some(types.clone());
                 item
             })
-            .collect())
+            .collect();
+        Ok((items, more))
+    }
+
+    /// Like [`Cluster::list`] without a selector, but `None` when more than `limit` objects exist
+    /// (one page of at most `limit` is read, never more).
+    pub async fn list_bounded(
+        &self,
+        kind: &ObjectRef,
+        namespace: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<DynamicObject>>, ClusterError> {
+        let (items, more) = self
+            .list_page(kind, namespace, &ListParams::default().limit(limit))
+            .await?;
+        Ok((!more).then_some(items))
     }
 
     /// Server-side apply with field manager `capstan`. With `dry_run`, the server answers with the

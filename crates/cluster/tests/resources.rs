@@ -163,3 +163,51 @@ async fn schema_errors_carry_the_servers_message_and_the_object() {
     );
     assert!(message.contains("replicas"), "{message}");
 }
+
+#[tokio::test]
+async fn bounded_list_reads_one_page_and_says_when_there_is_more() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "cluster-list").await;
+    for i in 0..5 {
+        let object = object(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": ns.name()}
+        }));
+        cluster
+            .apply(&object, Ownership::Force, false)
+            .await
+            .expect("apply");
+    }
+    let kind = ObjectRef {
+        group: String::new(),
+        version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: None,
+        name: String::new(),
+    };
+    // 5 ConfigMaps, plus kube-root-ca.crt once the controller-manager has published it.
+    let all = cluster
+        .list_bounded(&kind, Some(ns.name()), 10)
+        .await
+        .expect("list")
+        .expect("all fit");
+    assert_eq!(
+        all.iter()
+            .filter(|o| o
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("cm-")))
+            .count(),
+        5
+    );
+    assert!(
+        all.iter()
+            .all(|o| o.types.as_ref().is_some_and(|t| t.kind == "ConfigMap"))
+    );
+    let over = cluster
+        .list_bounded(&kind, Some(ns.name()), 3)
+        .await
+        .expect("list");
+    assert!(over.is_none(), "more than 3 exist: no partial answer");
+}

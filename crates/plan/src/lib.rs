@@ -67,12 +67,14 @@ pub trait ServerView {
         &self,
         object: &ObjectRef,
     ) -> impl Future<Output = Result<Option<DynamicObject>, ClusterError>> + Send;
-    /// Every live object of `kind` (its name is ignored) in `namespace` (`None`: cluster-scoped).
+    /// Every live object of `kind` (its name is ignored) in `namespace` (`None`: cluster-scoped), or
+    /// `None` when there are more than `limit` of them.
     fn list(
         &self,
         kind: &ObjectRef,
         namespace: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<DynamicObject>, ClusterError>> + Send;
+        limit: u32,
+    ) -> impl Future<Output = Result<Option<Vec<DynamicObject>>, ClusterError>> + Send;
 }
 
 impl ServerView for Cluster {
@@ -93,8 +95,9 @@ impl ServerView for Cluster {
         &self,
         kind: &ObjectRef,
         namespace: Option<&str>,
-    ) -> Result<Vec<DynamicObject>, ClusterError> {
-        Cluster::list(self, kind, namespace, None).await
+        limit: u32,
+    ) -> Result<Option<Vec<DynamicObject>>, ClusterError> {
+        Cluster::list_bounded(self, kind, namespace, limit).await
     }
 }
 
@@ -107,8 +110,15 @@ type KindInNamespace = (String, String, Option<String>);
 /// Live objects read ahead by LIST, keyed by (group, kind, namespace, name).
 type Prefetched = HashMap<(String, String, Option<String>, String), DynamicObject>;
 
+/// How many live objects a prefetching LIST may return per desired object. In a namespace shared by
+/// many apps (or full of foreign objects) a LIST would read far more than the app needs, in time and
+/// memory; then the objects are read one GET at a time instead.
+const LIST_BUDGET_FACTOR: usize = 4;
+const LIST_BUDGET_MIN: usize = 500;
+
 /// LISTs each (kind, namespace) that many desired objects share. Objects not found there do not exist
-/// (as of that LIST; the dry-run's resourceVersion check below catches anything newer).
+/// (as of that LIST; the dry-run's resourceVersion check below catches anything newer). A kind
+/// with more live objects than the budget is not listed.
 async fn prefetch<V: ServerView>(
     view: &V,
     prepared: &[(DynamicObject, ObjectRef, String)],
@@ -128,10 +138,18 @@ async fn prefetch<V: ServerView>(
         if count < LIST_THRESHOLD || view.namespaced(reference).await.ok().flatten().is_none() {
             continue;
         }
-        let items = view
-            .list(reference, reference.namespace.as_deref())
+        let budget = (count * LIST_BUDGET_FACTOR).max(LIST_BUDGET_MIN);
+        let Some(items) = view
+            .list(
+                reference,
+                reference.namespace.as_deref(),
+                u32::try_from(budget).unwrap_or(u32::MAX),
+            )
             .await
-            .map_err(|e| server_error(provenance, e))?;
+            .map_err(|e| server_error(provenance, e))?
+        else {
+            continue;
+        };
         for item in items {
             if let Some(name) = item.metadata.name.clone() {
                 live.insert((key.0.clone(), key.1.clone(), key.2.clone(), name), item);
