@@ -107,16 +107,7 @@ async fn push_is_applied_pruned_and_drift_is_healed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eventually(Duration::from_secs(20), "drift healed", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("two") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "two", Duration::from_secs(20)).await;
     let healed_in = edited.elapsed();
     assert!(
         healed_in < Duration::from_secs(10),
@@ -223,16 +214,7 @@ async fn drift_without_self_heal_is_reported_with_its_manager() {
         json!({"metadata": {"annotations": {"capstan.dev/requested-at": "now-1"}}}),
     )
     .await;
-    eventually(Duration::from_secs(20), "manual sync", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("git") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "git", Duration::from_secs(20)).await;
     let app = wait_ready(&ns, "cfg", "True", Some("Synced"), Duration::from_secs(20)).await;
     assert_eq!(app.status.expect("status").history[0].trigger, "manual");
 }
@@ -416,16 +398,7 @@ async fn rollback_pins_an_old_revision_until_unpinned() {
     create_app(&ns, "pin", app_spec("pin", &ns, false)).await;
     wait_ready(&ns, "pin", "True", Some("Synced"), Duration::from_secs(60)).await;
     repo.push(&[("app/a.yaml", &config_map("a", "v2"))], "v2");
-    eventually(Duration::from_secs(30), "v2 applied", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("v2") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "v2", Duration::from_secs(30)).await;
 
     patch_app(
         &ns,
@@ -433,16 +406,7 @@ async fn rollback_pins_an_old_revision_until_unpinned() {
         json!({"metadata": {"annotations": {"capstan.dev/pinned-revision": first.trim()}}}),
     )
     .await;
-    eventually(Duration::from_secs(30), "rolled back to v1", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("v1") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "v1", Duration::from_secs(30)).await;
     let app = wait_ready(&ns, "pin", "True", None, Duration::from_secs(20)).await;
     let status = app.status.expect("status");
     assert_eq!(status.pinned_revision.as_deref(), Some(first.trim()));
@@ -458,16 +422,7 @@ async fn rollback_pins_an_old_revision_until_unpinned() {
         json!({"metadata": {"annotations": {"capstan.dev/pinned-revision": null}}}),
     )
     .await;
-    eventually(Duration::from_secs(30), "unpinned to v3", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("v3") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "v3", Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

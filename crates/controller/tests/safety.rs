@@ -87,16 +87,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     .await;
     wait_ready(&ns, "lead", "True", Some("Synced"), Duration::from_secs(60)).await;
     repo.push(&[("app/a.yaml", &config_map("a", "two"))], "two");
-    eventually(Duration::from_secs(30), "leader applies", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("two") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "two", Duration::from_secs(30)).await;
     let (leader, standby) = (first.addr.expect("addr"), second.addr.expect("addr"));
     assert_eq!(metric(leader, "capstan_leader").await, 1.0);
     assert_eq!(metric(standby, "capstan_leader").await, 0.0);
@@ -124,16 +115,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     })
     .await;
     repo.push(&[("app/a.yaml", &config_map("a", "three"))], "three");
-    eventually(Duration::from_secs(30), "new leader applies", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("three") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "three", Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use capstan_controller::server::NamedReceiver;
-use capstan_test_support::eventually;
 use capstan_webhook::{Provider, ReceiverConfig, Secret};
 use common::*;
 use hmac::{Hmac, Mac};
@@ -98,16 +97,7 @@ async fn a_signed_push_applies_at_once_and_a_bad_signature_triggers_nothing() {
     let body: serde_json::Value =
         serde_json::from_str(&accepted.text().await.expect("body")).expect("json");
     assert_eq!(body["triggered"], 1, "{body}");
-    eventually(Duration::from_secs(20), "pushed commit applied", || {
-        let ns = ns.clone();
-        async move {
-            match config_map_value(&ns, "a").await.as_deref() {
-                Some("two") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_config_map(&ns, "a", "two", Duration::from_secs(20)).await;
     let latency = pushed.elapsed();
     assert!(
         latency < Duration::from_secs(5),

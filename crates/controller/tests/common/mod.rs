@@ -245,6 +245,17 @@ pub async fn config_map_value(ns: &str, name: &str) -> Option<String> {
         .and_then(|d| d.get("key").cloned())
 }
 
+/// Waits until ConfigMap `name` holds `value` under `key`.
+pub async fn wait_config_map(ns: &str, name: &str, value: &str, timeout: Duration) {
+    eventually(timeout, &format!("ConfigMap {name} = {value}"), || async {
+        match config_map_value(ns, name).await {
+            Some(v) if v == value => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 pub async fn namespace(prefix: &str) -> TestNamespace {
     install_crds().await;
     TestNamespace::create(&client().await, prefix).await
