@@ -167,12 +167,55 @@ impl Context {
         Ok(engine)
     }
 
-    fn trigger_apps_of_source(&self, namespace: &str, name: &str) {
-        for app in self.apps.state() {
-            if app.namespace().as_deref() == Some(namespace) && app.spec.source_ref.name == name {
-                let _ = self.app_trigger.send(ObjectRef::from_obj(app.as_ref()));
+    /// Wakes the apps of a GitRepository that has a new commit. In a monorepo most apps' directories
+    /// did not change: those whose directory did are woken first, the others a moment later, so a
+    /// push is not queued behind hundreds of "same objects, new revision" status writes. (An app
+    /// whose inputs live outside its directory, e.g. a kustomize base, is still woken, only later.)
+    async fn trigger_apps_of_source(
+        &self,
+        namespace: &str,
+        name: &str,
+        old_checkout: Option<PathBuf>,
+        new_checkout: PathBuf,
+    ) {
+        let apps: Vec<(ObjectRef<Application>, String)> = self
+            .apps
+            .state()
+            .iter()
+            .filter(|app| {
+                app.namespace().as_deref() == Some(namespace) && app.spec.source_ref.name == name
+            })
+            .map(|app| (ObjectRef::from_obj(app.as_ref()), app.spec.path.clone()))
+            .collect();
+        let Some(old) = old_checkout else {
+            for (app, _) in apps {
+                let _ = self.app_trigger.send(app);
             }
+            return;
+        };
+        let split = tokio::task::spawn_blocking(move || {
+            apps.into_iter().partition::<Vec<_>, _>(|(_, path)| {
+                sources::directory_changed(&old, &new_checkout, path)
+            })
+        })
+        .await;
+        let (first, later) = match split {
+            Ok(split) => split,
+            Err(_) => return,
+        };
+        for (app, _) in first {
+            let _ = self.app_trigger.send(app);
         }
+        if later.is_empty() {
+            return;
+        }
+        let trigger = self.app_trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LATER_APPS_DELAY).await;
+            for (app, _) in later {
+                let _ = trigger.send(app);
+            }
+        });
     }
 
     fn trigger_dependents(&self, app: &Application) {
@@ -293,6 +336,9 @@ impl Context {
             .remove(key);
     }
 }
+
+/// How long apps whose directory did not change wait behind those whose did.
+const LATER_APPS_DELAY: Duration = Duration::from_secs(1);
 
 /// RFC 3339 now, for status fields.
 pub fn now() -> String {

@@ -83,6 +83,11 @@ pub async fn reconcile(
                     _ => now(),
                 },
             });
+            let old_checkout = ctx
+                .artifacts
+                .get(&namespace, &name)
+                .map(|old| old.checkout.clone());
+            let new_checkout = artifact.checkout.clone();
             let changed = ctx.artifacts.set(&namespace, &name, artifact);
             if changed {
                 if !same {
@@ -96,7 +101,8 @@ pub async fn reconcile(
                         )
                         .await;
                 }
-                ctx.trigger_apps_of_source(&namespace, &name);
+                ctx.trigger_apps_of_source(&namespace, &name, old_checkout, new_checkout)
+                    .await;
             }
             Outcome::Ready {
                 reason: "Succeeded".into(),
@@ -300,6 +306,39 @@ fn write_private(dir: &Path, name: &str, content: &[u8]) -> Result<PathBuf, Cont
     Ok(path)
 }
 
+/// Whether `path` (relative, inside both checkouts) differs between two checkouts: names, file
+/// contents and symlink targets (compared as text, never followed, so nothing outside the checkout
+/// is read). A missing directory on either side counts as changed.
+pub fn directory_changed(old: &Path, new: &Path, path: &str) -> bool {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let full = entry.path();
+            let relative = full.strip_prefix(root).unwrap_or(&full).to_path_buf();
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&full)?;
+                out.push((relative, target.as_os_str().as_encoded_bytes().to_vec()));
+            } else if kind.is_dir() {
+                out.push((relative, Vec::new()));
+                walk(root, &full, out)?;
+            } else {
+                out.push((relative, std::fs::read(&full)?));
+            }
+        }
+        Ok(())
+    }
+    let read = |root: &Path| {
+        let mut out = Vec::new();
+        walk(&root.join(path), &root.join(path), &mut out).map(|()| out)
+    };
+    match (read(old), read(new)) {
+        (Ok(a), Ok(b)) => a != b,
+        _ => true,
+    }
+}
+
 /// Which GitRepositories a push to `urls` concerns (for the webhook receiver).
 pub fn matching_repositories(
     repos: &[Arc<GitRepository>],
@@ -352,6 +391,27 @@ mod tests {
             ..Default::default()
         });
         assert!(reference(&both).is_err());
+    }
+
+    #[test]
+    fn directory_changes_are_seen_per_path() {
+        let old = tempfile::tempdir().expect("old");
+        let new = tempfile::tempdir().expect("new");
+        for root in [old.path(), new.path()] {
+            std::fs::create_dir_all(root.join("a")).expect("a");
+            std::fs::create_dir_all(root.join("b")).expect("b");
+            std::fs::write(root.join("a/x.yaml"), "same").expect("write");
+            std::fs::write(root.join("b/y.yaml"), "before").expect("write");
+        }
+        std::fs::write(new.path().join("b/y.yaml"), "after").expect("write");
+        assert!(!directory_changed(old.path(), new.path(), "a"));
+        assert!(directory_changed(old.path(), new.path(), "b"));
+        assert!(directory_changed(old.path(), new.path(), "missing"));
+        std::os::unix::fs::symlink("/etc", new.path().join("a/link")).expect("symlink");
+        assert!(
+            directory_changed(old.path(), new.path(), "a"),
+            "a new symlink is a change"
+        );
     }
 
     #[test]
