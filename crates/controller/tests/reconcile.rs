@@ -89,24 +89,7 @@ async fn push_is_applied_pruned_and_drift_is_healed() {
 
     // kubectl edits a field Git declares: healed within seconds (selfHeal), not at the 1m interval.
     let edited = Instant::now();
-    let out = kubectl()
-        .args([
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            "a",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"key":"edited"}}"#,
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    patch_config_map(&ns, "a", None, r#"{"data":{"key":"edited"}}"#);
     wait_config_map(&ns, "a", "two", Duration::from_secs(20)).await;
     let healed_in = edited.elapsed();
     assert!(
@@ -160,25 +143,7 @@ async fn drift_without_self_heal_is_reported_with_its_manager() {
     wait_ready(&ns, "cfg", "True", Some("Synced"), Duration::from_secs(60)).await;
 
     let edited = Instant::now();
-    let out = kubectl()
-        .args([
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            "a",
-            "--type=merge",
-            "--field-manager=intruder",
-            "-p",
-            r#"{"data":{"key":"live"}}"#,
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    patch_config_map(&ns, "a", Some("intruder"), r#"{"data":{"key":"live"}}"#);
     let app = eventually(Duration::from_secs(10), "OutOfSync with drift", || {
         let ns = ns.clone();
         async move {
@@ -486,25 +451,7 @@ async fn ignored_differences_are_neither_reported_nor_healed() {
     create_app(&ns, "ign", spec).await;
     wait_ready(&ns, "ign", "True", Some("Synced"), Duration::from_secs(60)).await;
 
-    let out = kubectl()
-        .args([
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            "a",
-            "--type=merge",
-            "--field-manager=tuner",
-            "-p",
-            r#"{"data":{"key":"tuned"}}"#,
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    patch_config_map(&ns, "a", Some("tuner"), r#"{"data":{"key":"tuned"}}"#);
     // The drift watch wakes the app; the ignored field is neither drift nor healed.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(config_map_value(&ns, "a").await.as_deref(), Some("tuned"));
@@ -514,21 +461,7 @@ async fn ignored_differences_are_neither_reported_nor_healed() {
     assert!(status.drift.is_empty(), "{:?}", status.drift);
 
     // A field that is not ignored is still healed.
-    let out = kubectl()
-        .args([
-            "-n",
-            &ns,
-            "patch",
-            "configmap",
-            "a",
-            "--type=merge",
-            "--field-manager=tuner",
-            "-p",
-            r#"{"data":{"other":"tuned"}}"#,
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(out.status.success());
+    patch_config_map(&ns, "a", Some("tuner"), r#"{"data":{"other":"tuned"}}"#);
     eventually(Duration::from_secs(20), "other healed, key kept", || {
         let ns = ns.clone();
         async move {

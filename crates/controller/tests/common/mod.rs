@@ -245,6 +245,31 @@ pub async fn config_map_value(ns: &str, name: &str) -> Option<String> {
         .and_then(|d| d.get("key").cloned())
 }
 
+/// Changes a ConfigMap the way a person would, with `kubectl patch` (merge patch), optionally under
+/// another field manager.
+pub fn patch_config_map(ns: &str, name: &str, manager: Option<&str>, patch: &str) {
+    let mut command = kubectl();
+    command.args([
+        "-n",
+        ns,
+        "patch",
+        "configmap",
+        name,
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    if let Some(manager) = manager {
+        command.arg(format!("--field-manager={manager}"));
+    }
+    let out = command.output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Waits until ConfigMap `name` holds `value` under `key`.
 pub async fn wait_config_map(ns: &str, name: &str, value: &str, timeout: Duration) {
     eventually(timeout, &format!("ConfigMap {name} = {value}"), || async {
