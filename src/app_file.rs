@@ -267,6 +267,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedApp> {
                 Propagation::Orphan => PropagationPolicy::Orphan,
             },
             ignore_differences: file.spec.ignore_differences.clone(),
+            dry_run_all: false,
         },
     };
     let render = &file.spec.render;

@@ -32,6 +32,9 @@ pub struct SyncTarget {
     pub renderer: Option<String>,
     #[command(flatten)]
     pub jsonnet: JsonnetFlags,
+    /// Have the server dry-run every object, also those the live object already proves unchanged
+    #[arg(long)]
+    pub dry_run_all: bool,
 }
 
 /// Jsonnet inputs, as the `jsonnet` command names them. Given on the command line, they replace the
@@ -105,6 +108,7 @@ impl SyncTarget {
             loaded.render.renderer = Some(renderer.parse().map_err(anyhow::Error::msg)?);
         }
         self.jsonnet.apply(&mut loaded.render.jsonnet)?;
+        loaded.app.policy.dry_run_all |= self.dry_run_all;
         Ok(loaded)
     }
 }

@@ -44,6 +44,8 @@ pub struct Policy {
     pub propagation: PropagationPolicy,
     /// Fields of existing objects that plan and sync leave alone (`capstan_plan::ignore`).
     pub ignore_differences: Vec<IgnoreDifference>,
+    /// Dry-run every object, also those the live object proves unchanged (`capstan_plan::unchanged`).
+    pub dry_run_all: bool,
 }
 
 impl Default for Policy {
@@ -55,6 +57,7 @@ impl Default for Policy {
             replace: false,
             propagation: PropagationPolicy::Background,
             ignore_differences: Vec::new(),
+            dry_run_all: false,
         }
     }
 }
@@ -187,6 +190,7 @@ impl Engine {
             &PlanOptions {
                 replace: app.policy.replace,
                 ignore_differences: app.policy.ignore_differences.clone(),
+                dry_run_all: app.policy.dry_run_all,
             },
         )
         .await

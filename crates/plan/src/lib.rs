@@ -11,6 +11,9 @@
 //! update, a diff or drift) and from the object that is dry-run and applied (so a sync never takes
 //! them back). [`Change::ignored`] lists the ignored fields that were present.
 //!
+//! An existing object that the live object already proves unchanged ([`unchanged::proven`]) is not
+//! dry-run at all, unless [`PlanOptions::dry_run_all`]: a synced app is planned from its LISTs.
+//!
 //! The plan itself does no I/O: it asks a [`ServerView`] (implemented by `capstan_cluster::Cluster`),
 //! so the same inputs and the same server answers always give the same plan and the same hash.
 
@@ -20,6 +23,7 @@ pub mod hooks;
 pub mod ignore;
 pub mod mask;
 pub mod normalize;
+pub mod unchanged;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -229,6 +233,9 @@ pub struct PlanOptions {
     pub replace: bool,
     /// Fields of existing objects that are neither compared nor applied (see [`ignore`]).
     pub ignore_differences: Vec<IgnoreDifference>,
+    /// Dry-run every object, also those the live object already proves unchanged (see
+    /// [`unchanged`]); for checking that proof, and for admission that must see every object.
+    pub dry_run_all: bool,
 }
 
 /// Whether `object` (or the app, with `app_wide`) allows delete + create for immutable-field changes.
@@ -463,6 +470,26 @@ pub async fn plan<V: ServerView + Sync>(
                         .await
                         .map_err(|e| server_error(&provenance, e))?
                 };
+                // Most objects of a synced app are unchanged; when the live object proves it, the
+                // server is not asked.
+                if let Some(live) = live
+                    .as_ref()
+                    .filter(|_| attempts == 1 && ignored.is_empty() && !options.dry_run_all)
+                    && unchanged::proven(&object_value(&object), &object_value(live), FIELD_MANAGER)
+                {
+                    return Ok(Change {
+                        object: reference,
+                        provenance,
+                        action: Action::Unchanged,
+                        diff: String::new(),
+                        drift: Vec::new(),
+                        ignored: Vec::new(),
+                        not_dry_run: None,
+                        hook: false,
+                        desired: object,
+                        live_resource_version: live.metadata.resource_version.clone(),
+                    });
+                }
                 // What a sync sends to an existing object: Git's object less the ignored fields.
                 let applied = match &live {
                     Some(live) if !ignored.is_empty() => Some(applied_object(

@@ -2,18 +2,20 @@
 //! that caused it, masked Secrets, CRDs with their custom resources, prune decisions, the plan hash,
 //! and ignoreDifferences (JSON pointers and field managers).
 
-use capstan_cluster::{Cluster, Ownership};
+use capstan_cluster::{Cluster, ClusterError, Ownership};
 use capstan_core::ObjectRef;
 use capstan_core::ownership::AppId;
 use capstan_inventory::Inventory;
 use capstan_plan::{
-    Action, DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision, plan,
+    Action, DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision,
+    ServerView, plan,
 };
 use capstan_test_support::{TestNamespace, cluster, kubectl};
 use kube::api::DynamicObject;
 use serde_json::json;
 use std::io::Write;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn desired(value: serde_json::Value) -> DesiredObject {
     DesiredObject {
@@ -782,4 +784,218 @@ async fn a_malformed_pointer_is_an_error_naming_the_rule() {
         "ignoreDifferences[1] (Deployment.apps web): jsonPointers[1]: \"spec/paused\" is not a \
          JSON pointer: it must start with '/', e.g. /spec/replicas"
     );
+}
+
+/// A [`ServerView`] over the real cluster that counts the dry-runs it is asked for.
+struct CountingView<'a> {
+    cluster: &'a Cluster,
+    dry_runs: AtomicUsize,
+}
+
+impl ServerView for CountingView<'_> {
+    async fn namespaced(&self, object: &ObjectRef) -> Result<Option<bool>, ClusterError> {
+        self.cluster.namespaced(object).await
+    }
+    async fn dry_run_apply(&self, desired: &DynamicObject) -> Result<DynamicObject, ClusterError> {
+        self.dry_runs.fetch_add(1, Ordering::SeqCst);
+        self.cluster.dry_run_apply(desired).await
+    }
+    async fn live(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
+        self.cluster.live(object).await
+    }
+    async fn list(
+        &self,
+        kind: &ObjectRef,
+        namespace: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<DynamicObject>>, ClusterError> {
+        ServerView::list(self.cluster, kind, namespace, limit).await
+    }
+}
+
+fn typical_app() -> Vec<DesiredObject> {
+    let labels = json!({"app": "web", "tier": "front"});
+    vec![
+        config_map("settings", "blue"),
+        desired(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "token"},
+                       "stringData": {"token": "hunter2"}}),
+        ),
+        desired(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"}})),
+        desired(json!({"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": "web", "labels": labels},
+                       "spec": {"selector": {"app": "web"},
+                                "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
+        desired(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "web", "labels": labels},
+                       "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                                "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"serviceAccountName": "web",
+                                             "containers": [{"name": "web", "image": "nginx:1.27",
+                                                 "args": ["--port", "8080"],
+                                                 "ports": [{"containerPort": 8080}],
+                                                 "env": [{"name": "MODE", "value": "fast"}],
+                                                 "resources": {"requests": {"cpu": "100m"}}}],
+                                             "volumes": [{"name": "tmp", "emptyDir": {}}]}}}})),
+        desired(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                       "metadata": {"name": "reader"},
+                       "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                                  "verbs": ["get", "list"]}]}),
+        ),
+        desired(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "reader"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                   "name": "reader"},
+                       "subjects": [{"kind": "ServiceAccount", "name": "web"}]}),
+        ),
+    ]
+}
+
+/// Plans `typical_app()` twice, proving unchanged objects from the live object and dry-running
+/// everything, and checks that both agree. Returns the actions by kind and the dry-runs the first
+/// plan needed.
+async fn plan_both_ways(
+    cluster: &Cluster,
+    app: &AppId,
+    namespace: &str,
+) -> (Vec<(String, Action)>, usize) {
+    let view = CountingView {
+        cluster,
+        dry_runs: AtomicUsize::new(0),
+    };
+    let none = Inventory::new();
+    let quick = plan(
+        &view,
+        app,
+        namespace,
+        typical_app(),
+        &none,
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    let exhaustive = PlanOptions {
+        dry_run_all: true,
+        ..PlanOptions::default()
+    };
+    let full = plan(cluster, app, namespace, typical_app(), &none, &exhaustive)
+        .await
+        .expect("plan");
+    let actions = |plan: &Plan| {
+        plan.changes
+            .iter()
+            .map(|c| (c.object.kind.clone(), c.action))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        actions(&quick),
+        actions(&full),
+        "the proof agrees with the server"
+    );
+    (actions(&quick), view.dry_runs.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_are() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "plan-proven").await;
+    let app = AppId::new(ns.name(), "web");
+    let first = plan(
+        &cluster,
+        &app,
+        ns.name(),
+        typical_app(),
+        &Inventory::new(),
+        &PlanOptions::default(),
+    )
+    .await
+    .expect("plan");
+    apply_all(&cluster, &first).await;
+
+    let (actions, dry_runs) = plan_both_ways(&cluster, &app, ns.name()).await;
+    assert!(
+        actions
+            .iter()
+            .all(|(_, action)| *action == Action::Unchanged),
+        "{actions:?}"
+    );
+    assert_eq!(dry_runs, 0, "every kind of the app was proven unchanged");
+
+    // A foreign label on a Service changes nothing Git declares: still proven.
+    let foreign = kubectl()
+        .args(["-n", ns.name(), "label", "service/web", "team=payments"])
+        .status()
+        .expect("kubectl label");
+    assert!(foreign.success());
+    let (actions, dry_runs) = plan_both_ways(&cluster, &app, ns.name()).await;
+    assert!(
+        actions.iter().all(|(_, a)| *a == Action::Unchanged),
+        "{actions:?}"
+    );
+    assert_eq!(dry_runs, 0);
+
+    // Each foreign write to a field Git declares: that object, and only it, is an update.
+    let writes: [(&str, &[&str]); 6] = [
+        (
+            "ConfigMap",
+            &[
+                "patch",
+                "configmap/settings",
+                "-p",
+                r#"{"data":{"color":"red"}}"#,
+            ],
+        ),
+        (
+            "Secret",
+            &[
+                "patch",
+                "secret/token",
+                "-p",
+                r#"{"stringData":{"token":"other"}}"#,
+            ],
+        ),
+        ("Deployment", &["scale", "deployment/web", "--replicas=3"]),
+        ("Service", &["label", "service/web", "tier-"]),
+        (
+            "Role",
+            &[
+                "patch",
+                "role/reader",
+                "--type=json",
+                "-p",
+                r#"[{"op":"add","path":"/rules/0/verbs/-","value":"watch"}]"#,
+            ],
+        ),
+        ("Deployment", &["set", "env", "deployment/web", "MODE=slow"]),
+    ];
+    for (kind, args) in writes {
+        let status = kubectl()
+            .args(["-n", ns.name()])
+            .args(args)
+            .status()
+            .expect("kubectl");
+        assert!(status.success(), "kubectl {args:?}");
+        let (actions, dry_runs) = plan_both_ways(&cluster, &app, ns.name()).await;
+        let updated: Vec<&str> = actions
+            .iter()
+            .filter(|(_, a)| *a != Action::Unchanged)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(updated, vec![kind], "after kubectl {args:?}: {actions:?}");
+        assert_eq!(dry_runs, 1, "only the changed object is dry-run");
+        // Git wins again before the next write.
+        let again = plan(
+            &cluster,
+            &app,
+            ns.name(),
+            typical_app(),
+            &Inventory::new(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect("plan");
+        apply_all(&cluster, &again).await;
+    }
 }
