@@ -57,7 +57,7 @@ impl Default for ApplyOptions {
             prune: false,
             propagation: PropagationPolicy::Background,
             replace: false,
-            concurrency: 16,
+            concurrency: 32,
         }
     }
 }

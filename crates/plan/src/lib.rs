@@ -45,7 +45,7 @@ pub use ignore::{IgnoreDifference, IgnoreRuleError};
 /// Annotation that keeps one object out of prune.
 pub const PRUNE_ANNOTATION: &str = "capstan.dev/prune";
 /// Dry-runs in flight at once; the client's own rate limits still apply.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 32;
 
 /// One object to sync, with where it came from (file and document) for messages.
 #[derive(Clone, Debug)]
@@ -392,159 +392,166 @@ pub async fn plan<V: ServerView + Sync>(
     let (prefetched, listed) = prefetch(view, &prepared).await?;
     let (crds_in_set, new_namespaces) = (&crds_in_set, &new_namespaces);
     let (prefetched, listed, rules) = (&prefetched, &listed, &rules);
-    let changes: Vec<Change> = stream::iter(prepared)
-        .map(|(object, reference, provenance)| async move {
-            let in_new_namespace = reference
-                .namespace
-                .as_ref()
-                .is_some_and(|ns| new_namespaces.contains(ns));
-            let kind_from_new_crd = crds_in_set
-                .contains_key(&(reference.group.clone(), reference.kind.clone()))
-                && view
-                    .namespaced(&reference)
+    let plan_one = |(object, reference, provenance): (DynamicObject, ObjectRef, String)| async move {
+        let in_new_namespace = reference
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| new_namespaces.contains(ns));
+        let kind_from_new_crd = crds_in_set
+            .contains_key(&(reference.group.clone(), reference.kind.clone()))
+            && view
+                .namespaced(&reference)
+                .await
+                .map_err(|e| server_error(&provenance, e))?
+                .is_none();
+        let hook = hooks::is_hook(&object);
+        let not_dry_run = if hook {
+            Some("hook: runs again on every sync")
+        } else if kind_from_new_crd {
+            Some("its CustomResourceDefinition is created by this sync")
+        } else if in_new_namespace {
+            Some("its Namespace is created by this sync")
+        } else {
+            None
+        };
+        if let Some(reason) = not_dry_run {
+            // Hooks are deleted and created again; the others cannot exist yet.
+            let live = if hook {
+                view.live(&reference)
                     .await
                     .map_err(|e| server_error(&provenance, e))?
-                    .is_none();
-            let hook = hooks::is_hook(&object);
-            let not_dry_run = if hook {
-                Some("hook: runs again on every sync")
-            } else if kind_from_new_crd {
-                Some("its CustomResourceDefinition is created by this sync")
-            } else if in_new_namespace {
-                Some("its Namespace is created by this sync")
             } else {
                 None
             };
-            if let Some(reason) = not_dry_run {
-                // Hooks are deleted and created again; the others cannot exist yet.
-                let live = if hook {
-                    view.live(&reference)
-                        .await
-                        .map_err(|e| server_error(&provenance, e))?
+            return Ok(Change {
+                diff: diff::unified(
+                    None,
+                    Some(&shown(&object_value(&object), None)),
+                    &reference.to_string(),
+                ),
+                object: reference,
+                provenance,
+                action: if live.is_some() {
+                    Action::Replace
                 } else {
-                    None
-                };
+                    Action::Create
+                },
+                drift: Vec::new(),
+                ignored: Vec::new(),
+                not_dry_run: Some(reason.to_string()),
+                hook,
+                desired: object,
+                live_resource_version: live.and_then(|l| l.metadata.resource_version),
+            });
+        }
+        // Controllers write too (a Deployment gets its revision annotation right after a
+        // change): compare only a live object and a dry-run made from the same resourceVersion.
+        let group_key = (
+            reference.group.clone(),
+            reference.kind.clone(),
+            reference.namespace.clone(),
+        );
+        let ignored = rules.for_object(&reference);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let live = if attempts == 1 && listed.contains(&group_key) {
+                prefetched
+                    .get(&(
+                        group_key.0.clone(),
+                        group_key.1.clone(),
+                        group_key.2.clone(),
+                        reference.name.clone(),
+                    ))
+                    .cloned()
+            } else {
+                view.live(&reference)
+                    .await
+                    .map_err(|e| server_error(&provenance, e))?
+            };
+            // Most objects of a synced app are unchanged; when the live object proves it, the
+            // server is not asked.
+            if let Some(live) = live
+                .as_ref()
+                .filter(|_| attempts == 1 && ignored.is_empty() && !options.dry_run_all)
+                && unchanged::proven(&object_value(&object), &object_value(live), FIELD_MANAGER)
+            {
                 return Ok(Change {
-                    diff: diff::unified(
-                        None,
-                        Some(&shown(&object_value(&object), None)),
-                        &reference.to_string(),
-                    ),
                     object: reference,
                     provenance,
-                    action: if live.is_some() {
-                        Action::Replace
-                    } else {
-                        Action::Create
-                    },
+                    action: Action::Unchanged,
+                    diff: String::new(),
                     drift: Vec::new(),
                     ignored: Vec::new(),
-                    not_dry_run: Some(reason.to_string()),
-                    hook,
+                    not_dry_run: None,
+                    hook: false,
                     desired: object,
-                    live_resource_version: live.and_then(|l| l.metadata.resource_version),
+                    live_resource_version: live.metadata.resource_version.clone(),
                 });
             }
-            // Controllers write too (a Deployment gets its revision annotation right after a
-            // change): compare only a live object and a dry-run made from the same resourceVersion.
-            let group_key = (
-                reference.group.clone(),
-                reference.kind.clone(),
-                reference.namespace.clone(),
-            );
-            let ignored = rules.for_object(&reference);
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let live = if attempts == 1 && listed.contains(&group_key) {
-                    prefetched
-                        .get(&(
-                            group_key.0.clone(),
-                            group_key.1.clone(),
-                            group_key.2.clone(),
-                            reference.name.clone(),
-                        ))
-                        .cloned()
-                } else {
-                    view.live(&reference)
-                        .await
-                        .map_err(|e| server_error(&provenance, e))?
-                };
-                // Most objects of a synced app are unchanged; when the live object proves it, the
-                // server is not asked.
-                if let Some(live) = live
-                    .as_ref()
-                    .filter(|_| attempts == 1 && ignored.is_empty() && !options.dry_run_all)
-                    && unchanged::proven(&object_value(&object), &object_value(live), FIELD_MANAGER)
+            // What a sync sends to an existing object: Git's object less the ignored fields.
+            let applied = match &live {
+                Some(live) if !ignored.is_empty() => Some(applied_object(
+                    app,
+                    &object,
+                    live,
+                    &ignored,
+                    &reference,
+                    &provenance,
+                )?),
+                _ => None,
+            };
+            let predicted = match view
+                .dry_run_apply(applied.as_ref().unwrap_or(&object))
+                .await
+            {
+                Ok(predicted) => predicted,
+                Err(ClusterError::Rejected {
+                    code: 422, message, ..
+                }) if message.contains("immutable")
+                    && live.is_some()
+                    && replace_allowed(&object, options.replace) =>
                 {
-                    return Ok(Change {
-                        object: reference,
-                        provenance,
-                        action: Action::Unchanged,
-                        diff: String::new(),
-                        drift: Vec::new(),
-                        ignored: Vec::new(),
-                        not_dry_run: None,
-                        hook: false,
-                        desired: object,
-                        live_resource_version: live.metadata.resource_version.clone(),
-                    });
+                    return Ok(replacement(reference, provenance, object, live.as_ref()));
                 }
-                // What a sync sends to an existing object: Git's object less the ignored fields.
-                let applied = match &live {
-                    Some(live) if !ignored.is_empty() => Some(applied_object(
-                        app,
-                        &object,
-                        live,
-                        &ignored,
-                        &reference,
-                        &provenance,
-                    )?),
-                    _ => None,
-                };
-                let predicted = match view
-                    .dry_run_apply(applied.as_ref().unwrap_or(&object))
-                    .await
-                {
-                    Ok(predicted) => predicted,
-                    Err(ClusterError::Rejected {
-                        code: 422, message, ..
-                    }) if message.contains("immutable")
-                        && live.is_some()
-                        && replace_allowed(&object, options.replace) =>
-                    {
-                        return Ok(replacement(reference, provenance, object, live.as_ref()));
-                    }
-                    Err(e) => return Err(server_error(&provenance, e)),
-                };
-                // A dry-run create stores nothing, so it carries no resourceVersion; a dry-run of an
-                // existing object carries the one it was computed from.
-                let consistent = match &live {
-                    Some(live) => {
-                        live.metadata.resource_version == predicted.metadata.resource_version
-                    }
-                    None => predicted
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .is_none_or(str::is_empty),
-                };
-                if consistent || attempts >= 5 {
-                    return Ok(compare(
-                        reference,
-                        provenance,
-                        applied.unwrap_or(object),
-                        live.as_ref(),
-                        &predicted,
-                        &ignored,
-                    ));
-                }
+                Err(e) => return Err(server_error(&provenance, e)),
+            };
+            // A dry-run create stores nothing, so it carries no resourceVersion; a dry-run of an
+            // existing object carries the one it was computed from.
+            let consistent = match &live {
+                Some(live) => live.metadata.resource_version == predicted.metadata.resource_version,
+                None => predicted
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .is_none_or(str::is_empty),
+            };
+            if consistent || attempts >= 5 {
+                return Ok(compare(
+                    reference,
+                    provenance,
+                    applied.unwrap_or(object),
+                    live.as_ref(),
+                    &predicted,
+                    &ignored,
+                ));
             }
-        })
-        .buffered(CONCURRENCY)
-        .collect::<Vec<Result<Change, PlanError>>>()
-        .await
+        }
+    };
+    // Unordered, so that one slow answer does not hold back the others; sorted back afterwards.
+    let mut planned: Vec<(usize, Result<Change, PlanError>)> =
+        stream::iter(prepared.into_iter().enumerate())
+            .map(|(index, item)| {
+                let change = plan_one(item);
+                async move { (index, change.await) }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    planned.sort_by_key(|(index, _)| *index);
+    let changes: Vec<Change> = planned
         .into_iter()
+        .map(|(_, change)| change)
         .collect::<Result<_, _>>()?;
 
     let desired_inventory: Inventory = changes.iter().map(|c| c.object.clone()).collect();
