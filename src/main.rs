@@ -35,6 +35,21 @@ struct ClusterFlags {
     /// The kubeconfig context to use (default: its current-context)
     #[arg(long, global = true, value_name = "NAME")]
     context: Option<String>,
+    /// Requests per second to the API server at most (default: no client-side limit, as kubectl)
+    #[arg(long, global = true, value_name = "QPS", value_parser = parse_qps)]
+    kube_api_qps: Option<f64>,
+    /// Requests that may go at once after a quiet spell (default: one second's worth of --kube-api-qps)
+    #[arg(long, global = true, value_name = "N", requires = "kube_api_qps")]
+    kube_api_burst: Option<u32>,
+}
+
+fn parse_qps(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(qps) if qps.is_finite() && qps > 0.0 => Ok(qps),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests per second"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -133,6 +148,11 @@ impl ClusterFlags {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             connect_timeout: Some(std::time::Duration::from_secs(10)),
+            rate_limit: self.kube_api_qps.map(|qps| capstan_cluster::RateLimit {
+                qps,
+                // Saturating float-to-int cast: a QPS beyond u32 is no limit anyway.
+                burst: self.kube_api_burst.unwrap_or(qps.ceil() as u32),
+            }),
             ..Default::default()
         }
     }

@@ -22,6 +22,9 @@ pub struct ConnectOptions {
     /// Called for every request sent, with its verb (`get`, `watch`, `create`, `patch`, `update`,
     /// `delete`): the controller counts API requests by verb with it.
     pub observe_request: Option<RequestObserver>,
+    /// Client-side rate limit for every request (`--kube-api-qps`, `--kube-api-burst`); `None`
+    /// leaves it to the API server's priority and fairness, as kubectl does.
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 /// See [`ConnectOptions::observe_request`].
@@ -34,6 +37,7 @@ impl fmt::Debug for ConnectOptions {
             .field("context", &self.context)
             .field("connect_timeout", &self.connect_timeout)
             .field("observe_request", &self.observe_request.is_some())
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }

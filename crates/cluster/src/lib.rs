@@ -8,13 +8,16 @@ mod config_maps;
 mod connect;
 mod error;
 mod resources;
+mod throttle;
 
 pub use connect::{ConnectOptions, KubeconfigSource, RequestObserver};
 pub use error::ClusterError;
 pub use kube::api::PropagationPolicy;
 pub use resources::{Deleted, Ownership, ResolvedKind};
+pub use throttle::RateLimit;
 
 use k8s_openapi::apimachinery::pkg::version::Info;
+use throttle::{ThrottleLayer, TokenBucket};
 
 /// rustls needs one process-wide crypto provider; with both ring (kube) and aws-lc-rs (reqwest, used
 /// by gix) in the build it cannot pick one itself. The first connection picks ring.
@@ -29,13 +32,17 @@ fn install_crypto_provider() {
 fn build_client(
     config: kube::Config,
     observe: Option<RequestObserver>,
+    throttle: Option<&TokenBucket>,
 ) -> Result<kube::Client, ClusterError> {
     let server = config.cluster_url.to_string();
-    let builder =
-        kube::client::ClientBuilder::try_from(config).map_err(|source| ClusterError::Client {
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClusterError::Client {
             server: server.clone(),
             source,
-        })?;
+        })?
+        .with_layer(&tower::util::option_layer(
+            throttle.cloned().map(ThrottleLayer),
+        ));
     Ok(match observe {
         None => builder.build(),
         Some(observe) => builder
@@ -59,6 +66,8 @@ pub struct Cluster {
     /// Kept to derive impersonating connections from.
     config: kube::Config,
     observe_request: Option<RequestObserver>,
+    /// The rate limit, shared with every connection derived from this one.
+    throttle: Option<TokenBucket>,
     server_url: String,
     source: KubeconfigSource,
     discovery: resources::DiscoveryCache,
@@ -70,11 +79,17 @@ impl Cluster {
         install_crypto_provider();
         let (config, source) = connect::resolve(options).await?;
         let server_url = config.cluster_url.to_string();
-        let client = build_client(config.clone(), options.observe_request.clone())?;
+        let throttle = options.rate_limit.and_then(TokenBucket::new);
+        let client = build_client(
+            config.clone(),
+            options.observe_request.clone(),
+            throttle.as_ref(),
+        )?;
         Ok(Self {
             client,
             config,
             observe_request: options.observe_request.clone(),
+            throttle,
             server_url,
             source,
             discovery: Default::default(),
@@ -89,9 +104,14 @@ impl Cluster {
         config.auth_info.impersonate = Some(user.to_string());
         config.auth_info.impersonate_groups = None;
         Ok(Self {
-            client: build_client(config.clone(), self.observe_request.clone())?,
+            client: build_client(
+                config.clone(),
+                self.observe_request.clone(),
+                self.throttle.as_ref(),
+            )?,
             config,
             observe_request: self.observe_request.clone(),
+            throttle: self.throttle.clone(),
             server_url: self.server_url.clone(),
             source: self.source.clone(),
             discovery: Default::default(),

@@ -211,3 +211,46 @@ async fn bounded_list_reads_one_page_and_says_when_there_is_more() {
         .expect("list");
     assert!(over.is_none(), "more than 3 exist: no partial answer");
 }
+
+/// The rate limit holds for every request of a connection and of the connections derived from it,
+/// counted by the request observer: 1 request at once, then 20 per second.
+#[tokio::test]
+async fn the_rate_limit_spaces_requests_across_derived_connections() {
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&sent);
+    let options = capstan_cluster::ConnectOptions {
+        kubeconfig: Some(capstan_test_support::kubeconfig().to_path_buf()),
+        rate_limit: Some(capstan_cluster::RateLimit {
+            qps: 20.0,
+            burst: 1,
+        }),
+        observe_request: Some(std::sync::Arc::new(move |_verb| {
+            record.lock().expect("log").push(std::time::Instant::now());
+        })),
+        ..Default::default()
+    };
+    let limited = capstan_cluster::Cluster::connect(&options)
+        .await
+        .expect("connect");
+    let derived = limited.impersonate("system:anonymous").expect("derived");
+    let requests: Vec<_> = (0..10)
+        .map(|i| {
+            let cluster = if i % 2 == 0 { &limited } else { &derived }.clone();
+            // Answers do not matter here; when each request was sent does.
+            tokio::spawn(async move { cluster.server_version().await.is_ok() })
+        })
+        .collect();
+    for request in requests {
+        request.await.expect("request task");
+    }
+    let mut times = sent.lock().expect("log").clone();
+    times.sort();
+    assert_eq!(times.len(), 10, "every request was observed");
+    for pair in times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= std::time::Duration::from_millis(45),
+            "requests 50 ms apart at 20 per second, got {gap:?}"
+        );
+    }
+}
