@@ -42,6 +42,9 @@ use sha2::{Digest, Sha256};
 pub use drift::FieldDrift;
 pub use ignore::{IgnoreDifference, IgnoreRuleError};
 
+/// [`Change::not_dry_run`] of an object that [`unchanged::proven`] showed needs no dry-run.
+pub const PROVEN_UNCHANGED: &str = "the live object proves it unchanged";
+
 /// Annotation that keeps one object out of prune.
 pub const PRUNE_ANNOTATION: &str = "capstan.dev/prune";
 /// Dry-runs in flight at once; the client's own rate limits still apply.
@@ -262,8 +265,9 @@ pub struct Change {
     /// object, among those the live object or the dry-run result has.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
-    /// Why the server could not dry-run this change, when it could not: a hook (re-created on every
-    /// sync), an object whose CRD or Namespace this sync creates, an immutable-field replacement.
+    /// Why the server did not dry-run this object, when it did not: a hook (re-created on every
+    /// sync), an object whose CRD or Namespace this sync creates, an immutable-field replacement, or
+    /// [`PROVEN_UNCHANGED`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_dry_run: Option<String>,
     /// A hook: an action run on every sync, not state; it does not make a plan "changed".
@@ -483,7 +487,7 @@ pub async fn plan<V: ServerView + Sync>(
                     diff: String::new(),
                     drift: Vec::new(),
                     ignored: Vec::new(),
-                    not_dry_run: None,
+                    not_dry_run: Some(PROVEN_UNCHANGED.to_string()),
                     hook: false,
                     desired: object,
                     live_resource_version: live.metadata.resource_version.clone(),

@@ -900,6 +900,21 @@ async fn plan_both_ways(
         "the proof agrees with the server"
     );
     let dry_run = view.dry_runs.into_inner().expect("dry-run log");
+    // One object per kind here: each says whether it was proven or dry-run.
+    for change in &quick.changes {
+        let proven = change.not_dry_run.as_deref() == Some(capstan_plan::PROVEN_UNCHANGED);
+        assert_eq!(
+            proven,
+            !dry_run.contains(&change.object.kind),
+            "{}: {:?}",
+            change.object,
+            change.not_dry_run
+        );
+    }
+    assert!(
+        full.changes.iter().all(|c| c.not_dry_run.is_none()),
+        "dry_run_all dry-runs every object"
+    );
     (actions(&quick), dry_run)
 }
 
