@@ -961,7 +961,9 @@ async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_a
     assert!(dry_runs.is_empty(), "{dry_runs:?}");
 
     // Each foreign write to a field Git declares: that object, and only it, is an update.
-    let writes: [(&str, &[&str]); 6] = [
+    // `kubectl edit` runs $KUBE_EDITOR on the object; sed plays the person at the keyboard.
+    let writes: [(&str, &[&str]); 7] = [
+        ("ConfigMap", &["edit", "configmap/settings"]),
         (
             "ConfigMap",
             &[
@@ -996,6 +998,7 @@ async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_a
     ];
     for (kind, args) in writes {
         let status = kubectl()
+            .env("KUBE_EDITOR", "sed -i -e 's/color: blue/color: green/'")
             .args(["-n", ns.name()])
             .args(args)
             .status()
