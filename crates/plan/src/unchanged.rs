@@ -11,7 +11,8 @@
 //!
 //! The proof is conservative. Whatever it cannot establish exactly falls back to the dry-run: a value
 //! the server normalised (quantities, defaults inside a desired list item it owns), a list whose items
-//! cannot be matched one to one, nulls, `status`, another API version, an object being deleted.
+//! cannot be matched one to one, nulls, another API version, an object being deleted. Top-level
+//! `status` is skipped: the dry-run comparison drops it too, so it never makes a change either way.
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -36,6 +37,9 @@ pub fn proven(desired: &Value, live: &Value, manager: &str) -> bool {
         let matched = match key.as_str() {
             // Identity, not fields: the entry's apiVersion and the kind were compared above.
             "apiVersion" | "kind" => continue,
+            // The plan never compares status (`normalize::comparable` drops it, and an apply to a
+            // kind with a status subresource ignores it): it neither proves nor disproves anything.
+            "status" => true,
             "metadata" => metadata_matches(value, live.get("metadata"), owned.get("f:metadata")),
             "stringData" if secret => string_data_matches(desired, live, value, owned),
             _ => match (live.get(key), owned_child(owned, key)) {
@@ -46,8 +50,10 @@ pub fn proven(desired: &Value, live: &Value, manager: &str) -> bool {
         if !matched {
             return false;
         }
-        // metadata always has a name, but only owned labels, annotations, … make an f:metadata.
-        if key != "metadata" || owned.contains_key("f:metadata") {
+        // metadata always has a name, but only owned labels, annotations, … make an f:metadata;
+        // status is owned only where the kind has no status subresource.
+        if !matches!(key.as_str(), "metadata" | "status") || owned.contains_key(&format!("f:{key}"))
+        {
             expected += 1;
         }
     }
@@ -373,13 +379,26 @@ mod tests {
     }
 
     #[test]
-    fn nulls_and_status_are_left_to_the_dry_run() {
+    fn nulls_are_left_to_the_dry_run() {
         let mut desired = service_desired();
         desired["spec"]["selector"] = json!({"app": null});
         assert!(!proven(&desired, &service_live(), "capstan"));
+    }
+
+    #[test]
+    fn status_is_not_compared_as_in_the_dry_run_comparison() {
+        // `kubectl create --dry-run=client -o yaml` writes `status: {}`.
         let mut desired = service_desired();
-        desired["status"] = json!({"loadBalancer": {}});
-        assert!(!proven(&desired, &service_live(), "capstan"));
+        desired["status"] = json!({});
+        assert!(proven(&desired, &service_live(), "capstan"));
+        // A kind without a status subresource: capstan owns the status it applied.
+        let mut live = service_live();
+        live["metadata"]["managedFields"][0]["fieldsV1"]["f:status"] = json!({});
+        assert!(proven(&desired, &live, "capstan"));
+        assert!(
+            !proven(&service_desired(), &live, "capstan"),
+            "Git no longer sets the status capstan owns"
+        );
     }
 
     #[test]

@@ -841,7 +841,8 @@ fn typical_app() -> Vec<DesiredObject> {
                                                  "ports": [{"containerPort": 8080}],
                                                  "env": [{"name": "MODE", "value": "fast"}],
                                                  "resources": {"requests": {"cpu": "100m"}}}],
-                                             "volumes": [{"name": "tmp", "emptyDir": {}}]}}}})),
+                                             "volumes": [{"name": "tmp", "emptyDir": {}}]}}},
+                       "status": {}})),
         desired(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                        "metadata": {"name": "reader"},
