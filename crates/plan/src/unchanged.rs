@@ -10,7 +10,7 @@
 //! value (an update, `kubectl scale`, a forced apply) or removes it, whatever the writer.
 //!
 //! The proof is conservative. Whatever it cannot establish exactly falls back to the dry-run: a value
-//! the server normalised (quantities, defaults inside a desired list item it owns), a list whose items
+//! the server normalised (quantities, defaults inside an atomic map or list), a list whose items
 //! cannot be matched one to one, nulls, another API version, an object being deleted. Top-level
 //! `status` is skipped: the dry-run comparison drops it too, so it never makes a change either way.
 
