@@ -207,6 +207,7 @@ impl Engine {
         desired: Vec<DesiredObject>,
         request: &SyncRequest,
     ) -> Result<SyncReport, EngineError> {
+        let started = std::time::Instant::now();
         let store = self.store(app);
         let stored = store.load().await?;
         let prune = request.prune || app.policy.prune;
@@ -217,6 +218,13 @@ impl Engine {
             });
         }
         let plan = self.plan_against(app, desired, &stored.inventory).await?;
+        tracing::debug!(
+            app = %app.id,
+            objects = plan.changes.len(),
+            unchanged = plan.count(capstan_plan::Action::Unchanged),
+            elapsed_ms = started.elapsed().as_millis(),
+            "planned"
+        );
         if let Some(expected) = &request.expected_plan
             && *expected != plan.hash
         {
@@ -242,6 +250,7 @@ impl Engine {
         } else {
             store.save(&stored, &union).await?
         };
+        tracing::debug!(app = %app.id, elapsed_ms = started.elapsed().as_millis(), "inventory recorded");
         let options = ApplyOptions {
             conflicts: app.policy.conflicts,
             prune,
@@ -259,6 +268,7 @@ impl Engine {
                 });
             }
         };
+        tracing::debug!(app = %app.id, elapsed_ms = started.elapsed().as_millis(), "applied");
         if prune {
             // Prune succeeded: keep only what is still ours to track.
             let mut remaining = desired_inventory;
