@@ -42,10 +42,7 @@ pub fn proven(desired: &Value, live: &Value, manager: &str) -> bool {
             "status" => true,
             "metadata" => metadata_matches(value, live.get("metadata"), owned.get("f:metadata")),
             "stringData" if secret => string_data_matches(desired, live, value, owned),
-            _ => match (live.get(key), owned_child(owned, key)) {
-                (Some(live_value), Some(node)) => same(value, live_value, node),
-                _ => false,
-            },
+            _ => field_same(value, live.get(key), owned_child(owned, key)),
         };
         if !matched {
             return false;
@@ -108,10 +105,10 @@ fn metadata_matches(desired: &Value, live: Option<&Value>, owned: Option<&Value>
             }
             continue;
         }
-        match (live.get(key), owned_child(owned, key)) {
-            (Some(live_value), Some(node)) if same(value, live_value, node) => expected += 1,
-            _ => return false,
+        if !field_same(value, live.get(key), owned_child(owned, key)) {
+            return false;
         }
+        expected += 1;
     }
     children(owned) == expected
 }
@@ -152,6 +149,24 @@ fn string_data_matches(
         })
 }
 
+/// One field of a map: `desired` is already `live` (the stored value, if any), and `owned` covers it.
+fn field_same(desired: &Value, live: Option<&Value>, owned: Option<&Map<String, Value>>) -> bool {
+    match (live, owned) {
+        (Some(live), Some(owned)) => same(desired, live, owned),
+        // The server stores no empty map or list (`data: {}`, `args: []`): applying one again stores
+        // nothing either.
+        (None, Some(owned)) => {
+            children(owned) == 0
+                && match desired {
+                    Value::Object(map) => map.is_empty(),
+                    Value::Array(items) => items.is_empty(),
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
 /// `desired` is already `live`, and `owned` (a fieldsV1 node) covers exactly what `desired` sets.
 fn same(desired: &Value, live: &Value, owned: &Map<String, Value>) -> bool {
     // A node without children is owned as a whole: a scalar, an atomic map or list, or an empty one.
@@ -161,12 +176,9 @@ fn same(desired: &Value, live: &Value, owned: &Map<String, Value>) -> bool {
     match (desired, live) {
         (Value::Object(desired), Value::Object(live)) => {
             children(owned) == desired.len()
-                && desired.iter().all(|(key, value)| {
-                    match (live.get(key), owned_child(owned, key)) {
-                        (Some(live_value), Some(node)) => same(value, live_value, node),
-                        _ => false,
-                    }
-                })
+                && desired
+                    .iter()
+                    .all(|(key, value)| field_same(value, live.get(key), owned_child(owned, key)))
         }
         // Items are matched by position and must be the live items in the same order: SSA keeps
         // the applied order, so a reordered list would change.
@@ -399,6 +411,30 @@ mod tests {
             !proven(&service_desired(), &live, "capstan"),
             "Git no longer sets the status capstan owns"
         );
+    }
+
+    #[test]
+    fn an_empty_map_the_server_did_not_store_is_unchanged() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "c", "namespace": "shop"}, "data": {}});
+        let live = |data: Option<Value>| {
+            let mut live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": "c", "namespace": "shop",
+                                               "managedFields": [entry(json!({"f:data": {}}))]}});
+            if let Some(data) = data {
+                live["data"] = data;
+            }
+            live
+        };
+        assert!(proven(&desired, &live(None), "capstan"));
+        assert!(proven(&desired, &live(Some(json!({}))), "capstan"));
+        assert!(
+            !proven(&desired, &live(Some(json!({"k": "v"}))), "capstan"),
+            "not empty: set by someone, or Git emptied an atomic map"
+        );
+        let mut not_empty = desired.clone();
+        not_empty["data"] = json!({"k": "v"});
+        assert!(!proven(&not_empty, &live(None), "capstan"));
     }
 
     #[test]
