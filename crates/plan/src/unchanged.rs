@@ -186,20 +186,33 @@ fn same(desired: &Value, live: &Value, owned: &Map<String, Value>) -> bool {
             if desired.len() != live.len() || children(owned) != desired.len() {
                 return false;
             }
+            // Parsed once per list, not once per item.
+            let Some(items) = owned
+                .iter()
+                .filter(|(key, _)| *key != ".")
+                .map(|(key, node)| Some((ItemKey::parse(key)?, node.as_object()?)))
+                .collect::<Option<Vec<_>>>()
+            else {
+                return false;
+            };
             let mut used = HashSet::new();
             desired
                 .iter()
                 .zip(live)
                 .enumerate()
                 .all(|(index, (item, live_item))| {
-                    let Some((key, node)) = item_node(owned, index, live_item) else {
+                    let mut matching = items
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (key, _))| key.matches(index, live_item));
+                    let (Some((position, (key, node))), None) = (matching.next(), matching.next())
+                    else {
                         return false;
                     };
-                    used.insert(key)
-                        && if key.starts_with("v:") {
-                            item == live_item && children(node) == 0
-                        } else {
-                            same(item, live_item, node)
+                    used.insert(position)
+                        && match key {
+                            ItemKey::Value(_) => item == live_item && children(node) == 0,
+                            ItemKey::Fields(_) | ItemKey::Index(_) => same(item, live_item, node),
                         }
                 })
         }
@@ -207,34 +220,38 @@ fn same(desired: &Value, live: &Value, owned: &Map<String, Value>) -> bool {
     }
 }
 
-/// The fieldsV1 child that stands for `live_item`, the `index`-th item of a granular list: `k:` by
-/// its key fields (as the server stored them, defaults included), `v:` by value, `i:` by position.
-fn item_node<'a>(
-    owned: &'a Map<String, Value>,
-    index: usize,
-    live_item: &Value,
-) -> Option<(&'a str, &'a Map<String, Value>)> {
-    let mut found = owned.iter().filter(|(key, _)| {
-        if let Some(keys) = key.strip_prefix("k:") {
-            serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|keys| {
-                !keys.is_empty()
-                    && keys
-                        .iter()
-                        .all(|(field, value)| live_item.get(field) == Some(value))
-            })
+/// How fieldsV1 names an item of a granular list: `k:` by its key fields (as the server stored them,
+/// defaults included), `v:` by value, `i:` by position.
+enum ItemKey {
+    Fields(Map<String, Value>),
+    Value(Value),
+    Index(usize),
+}
+
+impl ItemKey {
+    fn parse(key: &str) -> Option<Self> {
+        if let Some(fields) = key.strip_prefix("k:") {
+            serde_json::from_str::<Map<String, Value>>(fields)
+                .ok()
+                .filter(|fields| !fields.is_empty())
+                .map(Self::Fields)
         } else if let Some(value) = key.strip_prefix("v:") {
-            serde_json::from_str::<Value>(value).is_ok_and(|value| &value == live_item)
-        } else if let Some(position) = key.strip_prefix("i:") {
-            position.parse::<usize>() == Ok(index)
+            serde_json::from_str(value).ok().map(Self::Value)
         } else {
-            false
+            key.strip_prefix("i:")?.parse().ok().map(Self::Index)
         }
-    });
-    let (key, node) = found.next()?;
-    if found.next().is_some() {
-        return None;
     }
-    Some((key.as_str(), node.as_object()?))
+
+    /// Whether this key stands for `live_item`, the `index`-th item of the live list.
+    fn matches(&self, index: usize, live_item: &Value) -> bool {
+        match self {
+            Self::Fields(fields) => fields
+                .iter()
+                .all(|(field, value)| live_item.get(field) == Some(value)),
+            Self::Value(value) => value == live_item,
+            Self::Index(position) => *position == index,
+        }
+    }
 }
 
 fn owned_child<'a>(owned: &'a Map<String, Value>, field: &str) -> Option<&'a Map<String, Value>> {
