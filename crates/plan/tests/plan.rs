@@ -919,34 +919,41 @@ async fn plan_both_ways(
     (actions(&quick), dry_run)
 }
 
-#[tokio::test]
-async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_are() {
-    let cluster = cluster().await;
-    let ns = TestNamespace::create(&cluster.client(), "plan-proven").await;
-    let app = AppId::new(ns.name(), "web");
-    let first = plan(
-        &cluster,
-        &app,
-        ns.name(),
+/// Plans `typical_app()` and applies every change, as a sync would.
+async fn sync_typical_app(cluster: &Cluster, app: &AppId, namespace: &str) {
+    let planned = plan(
+        cluster,
+        app,
+        namespace,
         typical_app(),
         &Inventory::new(),
         &PlanOptions::default(),
     )
     .await
     .expect("plan");
-    apply_all(&cluster, &first).await;
+    apply_all(cluster, &planned).await;
+}
 
-    let (actions, dry_runs) = plan_both_ways(&cluster, &app, ns.name()).await;
+/// Every object of `typical_app()` is unchanged, and known to be without a single dry-run.
+async fn assert_all_proven(cluster: &Cluster, app: &AppId, namespace: &str) {
+    let (actions, dry_runs) = plan_both_ways(cluster, app, namespace).await;
     assert!(
-        actions
-            .iter()
-            .all(|(_, action)| *action == Action::Unchanged),
+        actions.iter().all(|(_, a)| *a == Action::Unchanged),
         "{actions:?}"
     );
     assert!(
         dry_runs.is_empty(),
         "proven unchanged, yet dry-run: {dry_runs:?}"
     );
+}
+
+#[tokio::test]
+async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_are() {
+    let cluster = cluster().await;
+    let ns = TestNamespace::create(&cluster.client(), "plan-proven").await;
+    let app = AppId::new(ns.name(), "web");
+    sync_typical_app(&cluster, &app, ns.name()).await;
+    assert_all_proven(&cluster, &app, ns.name()).await;
 
     // A foreign label on a Service changes nothing Git declares: still proven.
     let foreign = kubectl()
@@ -954,12 +961,7 @@ async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_a
         .status()
         .expect("kubectl label");
     assert!(foreign.success());
-    let (actions, dry_runs) = plan_both_ways(&cluster, &app, ns.name()).await;
-    assert!(
-        actions.iter().all(|(_, a)| *a == Action::Unchanged),
-        "{actions:?}"
-    );
-    assert!(dry_runs.is_empty(), "{dry_runs:?}");
+    assert_all_proven(&cluster, &app, ns.name()).await;
 
     // Each foreign write to a field Git declares: that object, and only it, is an update.
     // `kubectl edit` runs $KUBE_EDITOR on the object; sed plays the person at the keyboard.
@@ -1018,16 +1020,6 @@ async fn unchanged_objects_are_proven_without_a_dry_run_and_changed_ones_never_a
             "only the changed object is dry-run"
         );
         // Git wins again before the next write.
-        let again = plan(
-            &cluster,
-            &app,
-            ns.name(),
-            typical_app(),
-            &Inventory::new(),
-            &PlanOptions::default(),
-        )
-        .await
-        .expect("plan");
-        apply_all(&cluster, &again).await;
+        sync_typical_app(&cluster, &app, ns.name()).await;
     }
 }
