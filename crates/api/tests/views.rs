@@ -137,3 +137,66 @@ fn bad_values_are_refused_naming_the_value() {
         assert!(err.contains(needle), "{fields}: {err}");
     }
 }
+
+/// An `Application` as the previous CRD (string durations and status fields) stored it: it must still
+/// read, with every closed set and duration reaching its typed value.
+#[test]
+fn an_application_stored_by_the_previous_crd_still_reads() {
+    use capstan_api::crd::{HealthState, SyncResult, SyncState, Trigger};
+    let text = r#"
+apiVersion: capstan.dev/v1alpha1
+kind: Application
+metadata: {name: shop, namespace: ops, generation: 3}
+spec:
+  sourceRef: {kind: GitRepository, name: shop}
+  path: apps/shop
+  render: {renderer: kustomize}
+  destination: {namespace: shop}
+  syncPolicy:
+    automated: true
+    selfHeal: true
+    prune: true
+    interval: 1.5h
+    conflicts: TakeOwnership
+    retry: {backoff: 5s, factor: 2, maxBackoff: 5m}
+  dependsOn: [{name: db}]
+  timeout: 60s
+status:
+  observedGeneration: 3
+  conditions:
+    - {type: Ready, status: "True", reason: Synced, message: ok, lastTransitionTime: "2026-11-01T00:00:00Z"}
+  sync: {status: OutOfSync, revision: main@sha1:0123456789abcdef0123456789abcdef01234567}
+  health: {status: InProgress, message: "Deployment shop/web: 1 of 3 updated"}
+  inventory: {objects: 2, kinds: {ConfigMap: 1, Deployment: 1}}
+  lastPlan: {create: 1, update: 0, replace: 0, unchanged: 1, prune: 0}
+  history:
+    - {revision: a, time: "2026-11-01T00:00:00Z", result: Succeeded, trigger: source, message: ""}
+    - {revision: b, time: "2026-11-02T00:00:00Z", result: Failed, trigger: drift, message: boom}
+    - {revision: c, time: "2026-11-03T00:00:00Z", result: Succeeded, trigger: interval, message: ""}
+"#;
+    let app: Application = serde_saphyr::from_str(text).expect("the previous CRD's object reads");
+    assert_eq!(app.spec.timeout, Duration::from_secs(60));
+    let spec = app.spec.app_spec();
+    assert_eq!(spec.sync_policy.interval, Duration::from_secs(5400));
+    assert_eq!(spec.sync_policy.retry.max_backoff, Duration::from_secs(300));
+    assert_eq!(spec.render.renderer, Some(Renderer::Kustomize));
+    let status = app.status.expect("status");
+    assert_eq!(status.sync.expect("sync").status, SyncState::OutOfSync);
+    assert_eq!(
+        status.health.expect("health").status,
+        HealthState::InProgress
+    );
+    let history: Vec<_> = status
+        .history
+        .iter()
+        .map(|entry| (entry.result, entry.trigger))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (SyncResult::Succeeded, Trigger::Source),
+            (SyncResult::Failed, Trigger::Drift),
+            (SyncResult::Succeeded, Trigger::Interval),
+        ]
+    );
+}
