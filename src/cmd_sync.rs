@@ -128,8 +128,7 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
             (root, app_path, dir.display().to_string())
         }
         AppSource::Git { spec, path } => {
-            let cache =
-                SourceCache::new(CacheOptions::new(capstan_source::cli::default_cache_dir()));
+            let cache = SourceCache::new(CacheOptions::new(crate::cmd_source::default_cache_dir()));
             let artifact = cache.fetch(spec).await?;
             eprintln!("fetched {} {}", artifact.url, artifact.revision);
             let shown = format!("{} in {}", path.display(), artifact.revision);
