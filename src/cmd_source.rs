@@ -137,7 +137,7 @@ async fn fetch_command(args: FetchArgs) -> Result<Artifact, SourceError> {
         (None, _) => None,
         (Some(_), None) => {
             return Err(SourceError::AuthFailed {
-                url: capstan_source::url::redact_userinfo(&args.url),
+                url: capstan_core::git_url::redact_userinfo(&args.url),
                 detail: "a passphrase file was given without an SSH key (--ssh-key)".into(),
             });
         }

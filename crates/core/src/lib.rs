@@ -1,6 +1,8 @@
-//! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]) and
-//! how an object is marked as belonging to an app ([`ownership`]).
+//! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]),
+//! how an object is marked as belonging to an app ([`ownership`]) and how a git remote URL is read
+//! ([`git_url`]).
 
+pub mod git_url;
 pub mod ownership;
 
 use std::fmt;

@@ -4,7 +4,8 @@
 //! Module map:
 //! - [`spec`]: the input types, the parsing of `--ref` strings and reading passphrase files.
 //! - [`error`]: [`SourceError`], the one error type of the stage.
-//! - [`url`]: URL normalisation: credentials stripped, cache keys, display form.
+//! - [`url`]: mirror directory names; URL parsing (credentials stripped, cache keys, display form)
+//!   is `capstan_core::git_url`, re-exported here.
 //! - [`remote`]: the gix transport work (ref listing, shallow fetch, deepening), blocking code.
 //! - [`resolve`]: picking the commit a reference names from a remote ref listing.
 //! - [`checkout`]: read-only per-commit checkouts and their content digest.
