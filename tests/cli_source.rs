@@ -1,17 +1,20 @@
 //! `capstan source fetch` against git servers on loopback (no cluster needed): its text and JSON
 //! output and its credential flags.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 
 use capstan_test_support::git_servers::{
     GitRepos, ScratchDir, Signing, SshGitServer, ssh_keygen_with_passphrase,
 };
 
-fn capstan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capstan"))
+use common::capstan;
+
+fn source_fetch(args: &[&str]) -> Output {
+    capstan()
+        .args(["source", "fetch"])
         .args(args)
-        .env_remove("CAPSTAN_GIT_PASSWORD")
-        .env_remove("CAPSTAN_GIT_TOKEN")
         .output()
         .expect("run capstan")
 }
@@ -35,9 +38,7 @@ fn fetch_of_a_file_url_prints_revision_checkout_and_digest_as_text_or_json() {
     let cache = scratch.path().join("cache");
     let cache = cache.to_str().expect("utf-8 path");
     let fetch = |output: &str| {
-        stdout(&capstan(&[
-            "source",
-            "fetch",
+        stdout(&source_fetch(&[
             &url,
             "--cache-dir",
             cache,
@@ -80,9 +81,7 @@ fn ssh_key_passphrase_is_read_from_a_file() {
     let cache = scratch.path().join("cache");
     let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
 
-    let output = capstan(&[
-        "source",
-        "fetch",
+    let output = source_fetch(&[
         &sshd.url(&repos.bare_path("app")),
         "--ssh-key",
         &path(&key),
@@ -103,13 +102,7 @@ fn ssh_key_passphrase_is_read_from_a_file() {
 
 #[test]
 fn verify_flag_of_an_unknown_kind_is_refused() {
-    let output = capstan(&[
-        "source",
-        "fetch",
-        "file:///nowhere",
-        "--verify",
-        "x509=/keys/k",
-    ]);
+    let output = source_fetch(&["file:///nowhere", "--verify", "x509=/keys/k"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
