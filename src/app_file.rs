@@ -47,7 +47,7 @@ impl LoadedApp {
                             passphrase: passphrase_file
                                 .as_ref()
                                 .map(|file| {
-                                    capstan_source::cli::read_passphrase_file(
+                                    capstan_source::spec::read_passphrase_file(
                                         &base.join(file),
                                         &git.url,
                                     )

@@ -44,32 +44,33 @@ pub struct ControllerFlags {
 }
 
 pub async fn run_controller(cluster: &ClusterFlags, flags: &ControllerFlags) -> ExitCode {
-    let result =
-        async {
-            let mut options =
-                Options::new(flags.cache_dir.clone().unwrap_or_else(|| {
-                    capstan_source::cli::default_cache_dir().join("controller")
-                }));
-            options.connect = cluster.connect_options();
-            options.namespace = flags.namespace.clone();
-            options.listen = Some(flags.listen);
-            options.concurrency = flags.concurrency;
-            options.receivers = flags
-                .webhooks
-                .iter()
-                .map(|flag| parse_receiver(flag))
-                .collect::<anyhow::Result<_>>()?;
-            if flags.leader_elect {
-                options.leader_election = Some(LeaderElection {
-                    namespace: flags.leader_election_namespace.clone(),
-                    lease_name: "capstan-controller".into(),
-                    lease_duration: Duration::from_secs(flags.lease_duration),
-                });
-            }
-            capstan_controller::run(options, shutdown_signal()).await?;
-            anyhow::Ok(())
+    let result = async {
+        let mut options = Options::new(
+            flags
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| crate::cmd_source::default_cache_dir().join("controller")),
+        );
+        options.connect = cluster.connect_options();
+        options.namespace = flags.namespace.clone();
+        options.listen = Some(flags.listen);
+        options.concurrency = flags.concurrency;
+        options.receivers = flags
+            .webhooks
+            .iter()
+            .map(|flag| parse_receiver(flag))
+            .collect::<anyhow::Result<_>>()?;
+        if flags.leader_elect {
+            options.leader_election = Some(LeaderElection {
+                namespace: flags.leader_election_namespace.clone(),
+                lease_name: "capstan-controller".into(),
+                lease_duration: Duration::from_secs(flags.lease_duration),
+            });
         }
-        .await;
+        capstan_controller::run(options, shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),

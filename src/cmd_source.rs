@@ -1,9 +1,12 @@
-//! `capstan source fetch`: one run of the source stage from the command line.
+//! `capstan source fetch`: one run of the source stage from the command line: build a [`SourceSpec`]
+//! from the flags, run the stage, and format the result for humans or as JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use capstan_source::cli::{self, FetchArgs};
+use capstan_source::{
+    Artifact, Auth, CacheOptions, Reference, SourceCache, SourceError, SourceSpec, Verification,
+};
 use clap::{Args, Subcommand};
 
 use crate::cmd_app::fail;
@@ -89,22 +92,148 @@ pub async fn run(cluster: &ClusterFlags, command: SourceCommand) -> ExitCode {
             username: flags.username,
             password: std::env::var("CAPSTAN_GIT_PASSWORD").ok(),
             bearer_token: std::env::var("CAPSTAN_GIT_TOKEN").ok(),
-            cache_dir: flags.cache_dir.unwrap_or_else(cli::default_cache_dir),
+            cache_dir: flags.cache_dir.unwrap_or_else(default_cache_dir),
             timeout_seconds: flags.timeout,
             ..Default::default()
         };
         for flag in &flags.verify {
-            cli::apply_verify_flag(&mut args, flag)?;
+            apply_verify_flag(&mut args, flag)?;
         }
-        let artifact = cli::fetch_command(args).await?;
+        let artifact = fetch_command(args).await?;
         match flags.output {
-            Output::Text => print!("{}", cli::format_text(&artifact)),
-            Output::Json => println!("{}", cli::format_json(&artifact)),
+            Output::Text => print!("{}", format_text(&artifact)),
+            Output::Json => println!("{}", format_json(&artifact)),
         }
         anyhow::Ok(())
     };
     match result.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
+    }
+}
+
+/// Command-line values of `capstan source fetch`.
+#[derive(Clone, Debug, Default)]
+struct FetchArgs {
+    url: String,
+    reference: String,
+    ssh_key: Option<PathBuf>,
+    /// File holding the SSH key's passphrase (a trailing line break is ignored).
+    ssh_key_passphrase_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    /// Username for HTTP basic auth; the password comes from the environment, never from argv.
+    username: Option<String>,
+    password: Option<String>,
+    bearer_token: Option<String>,
+    verify_ssh_allowed_signers: Option<PathBuf>,
+    verify_openpgp_keys: Vec<PathBuf>,
+    cache_dir: PathBuf,
+    timeout_seconds: u64,
+}
+
+/// Runs the stage for the CLI and returns the artifact.
+async fn fetch_command(args: FetchArgs) -> Result<Artifact, SourceError> {
+    let passphrase = match (&args.ssh_key_passphrase_file, &args.ssh_key) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(SourceError::AuthFailed {
+                url: capstan_core::git_url::redact_userinfo(&args.url),
+                detail: "a passphrase file was given without an SSH key (--ssh-key)".into(),
+            });
+        }
+        (Some(file), Some(_)) => Some(capstan_source::read_passphrase_file(file, &args.url)?),
+    };
+    let auth = match (&args.ssh_key, &args.username, &args.bearer_token) {
+        (Some(key), _, _) => Auth::Ssh {
+            private_key: key.clone(),
+            known_hosts: args.known_hosts.clone(),
+            passphrase,
+        },
+        (_, Some(username), _) => Auth::Basic {
+            username: username.clone(),
+            password: args.password.clone().unwrap_or_default(),
+        },
+        (_, _, Some(token)) => Auth::Bearer {
+            token: token.clone(),
+        },
+        _ => Auth::None,
+    };
+    let verification = (args.verify_ssh_allowed_signers.is_some()
+        || !args.verify_openpgp_keys.is_empty())
+    .then(|| Verification {
+        ssh_allowed_signers: args.verify_ssh_allowed_signers.clone(),
+        openpgp_public_keys: args.verify_openpgp_keys.clone(),
+    });
+    let spec = SourceSpec {
+        url: args.url.clone(),
+        reference: Reference::parse(&args.reference)?,
+        auth,
+        verification,
+    };
+    let mut options = CacheOptions::new(&args.cache_dir);
+    options.fetch_timeout = std::time::Duration::from_secs(args.timeout_seconds.max(1));
+    SourceCache::new(options).fetch(&spec).await
+}
+
+/// The human form: revision and checkout path, one per line.
+fn format_text(artifact: &Artifact) -> String {
+    format!(
+        "revision: {}\ncheckout: {}\ndigest:   {}\n",
+        artifact.revision,
+        artifact.checkout.display(),
+        artifact.digest
+    )
+}
+
+fn format_json(artifact: &Artifact) -> String {
+    serde_json::to_string_pretty(artifact).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// `$CAPSTAN_SOURCE_CACHE`, else `$XDG_CACHE_HOME/capstan/source`, else `~/.cache/capstan/source`.
+pub(crate) fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAPSTAN_SOURCE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("capstan").join("source")
+}
+
+/// Applies one `--verify KIND=FILE` flag: `ssh=ALLOWED_SIGNERS` or `openpgp=PUBLIC_KEY` (repeatable).
+fn apply_verify_flag(args: &mut FetchArgs, flag: &str) -> Result<(), SourceError> {
+    let invalid = || SourceError::InvalidReference {
+        reference: format!("--verify {flag}"),
+        reason: "expected ssh=ALLOWED_SIGNERS_FILE or openpgp=PUBLIC_KEY_FILE".into(),
+    };
+    let (kind, file) = flag.split_once('=').ok_or_else(invalid)?;
+    if file.is_empty() {
+        return Err(invalid());
+    }
+    match kind {
+        "ssh" => args.verify_ssh_allowed_signers = Some(PathBuf::from(file)),
+        "openpgp" | "pgp" | "gpg" => args.verify_openpgp_keys.push(PathBuf::from(file)),
+        _ => return Err(invalid()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_flags_select_the_key_kind() {
+        let mut args = FetchArgs::default();
+        apply_verify_flag(&mut args, "ssh=/keys/allowed").expect("ssh");
+        apply_verify_flag(&mut args, "openpgp=/keys/a.asc").expect("openpgp");
+        assert_eq!(
+            args.verify_ssh_allowed_signers,
+            Some(PathBuf::from("/keys/allowed"))
+        );
+        assert_eq!(args.verify_openpgp_keys, vec![PathBuf::from("/keys/a.asc")]);
+        assert!(apply_verify_flag(&mut args, "x509=/k").is_err());
+        assert!(apply_verify_flag(&mut args, "ssh=").is_err());
     }
 }

@@ -140,8 +140,7 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
             }
         }
         AppSource::Git { spec, path } => {
-            let cache =
-                SourceCache::new(CacheOptions::new(capstan_source::cli::default_cache_dir()));
+            let cache = SourceCache::new(CacheOptions::new(crate::cmd_source::default_cache_dir()));
             let artifact = cache
                 .fetch(spec)
                 .instrument(capstan_engine::Stage::Source.span())

@@ -1,21 +1,14 @@
 //! `capstan status` and `capstan delete` against an app synced on the real control plane.
 
-use std::process::{Command, Output};
+mod common;
 
 use capstan_core::ownership::AppId;
 use capstan_engine::plan::DesiredObject;
 use capstan_engine::{App, Engine, Policy, SyncRequest};
-use capstan_test_support::{TestNamespace, cluster, kubeconfig};
+use capstan_test_support::{TestNamespace, cluster};
 use serde_json::json;
 
-fn capstan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .output()
-        .expect("run capstan")
-}
+use common::capstan_on_cluster;
 
 #[tokio::test]
 async fn status_lists_owned_objects_with_health_and_delete_removes_them() {
@@ -40,7 +33,7 @@ async fn status_lists_owned_objects_with_health_and_delete_removes_them() {
         .await
         .expect("sync");
 
-    let output = capstan(&["status", "--app", "shop", "-n", ns.name(), "-o", "json"]);
+    let output = capstan_on_cluster(&["status", "--app", "shop", "-n", ns.name(), "-o", "json"]);
     assert!(output.status.success(), "{output:?}");
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(status["health"], "Current", "{status}");
@@ -52,7 +45,7 @@ async fn status_lists_owned_objects_with_health_and_delete_removes_them() {
         .collect();
     assert_eq!(names, vec!["a", "b"]);
 
-    let output = capstan(&["delete", "--app", "shop", "-n", ns.name()]);
+    let output = capstan_on_cluster(&["delete", "--app", "shop", "-n", ns.name()]);
     assert!(output.status.success(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("2 pruned"));
     for change in &report.plan.changes {
@@ -66,7 +59,7 @@ async fn status_lists_owned_objects_with_health_and_delete_removes_them() {
         );
     }
 
-    let output = capstan(&["status", "--app", "shop"]);
+    let output = capstan_on_cluster(&["status", "--app", "shop"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("-n NAMESPACE"));
 }

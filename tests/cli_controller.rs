@@ -1,20 +1,15 @@
 //! The `capstan controller` process and the `capstan app` / `capstan source` / `capstan install`
 //! commands, as a user runs them: the binary against the real control plane and a real git daemon.
 
+mod common;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use capstan_test_support::git_servers::{GitDaemon, GitRepos, Signing, free_port};
 use capstan_test_support::{TestNamespace, client, eventually, kubeconfig, kubectl};
 
-fn capstan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .output()
-        .expect("run capstan")
-}
+use common::{capstan, capstan_on_cluster};
 
 fn stdout(output: &Output) -> String {
     assert!(
@@ -54,7 +49,7 @@ impl Drop for Controller {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_binary_and_app_commands() {
     // The CRDs, from `capstan install`, which must equal the committed deploy/install.yaml.
-    let rendered = stdout(&capstan(&["install"]));
+    let rendered = stdout(&capstan_on_cluster(&["install"]));
     let committed =
         std::fs::read_to_string(capstan_test_support::workspace_root().join("deploy/install.yaml"))
             .expect("deploy/install.yaml");
@@ -103,7 +98,7 @@ async fn controller_binary_and_app_commands() {
     let port = free_port();
     let cache = tempfile::tempdir().expect("cache");
     let controller = Controller(
-        Command::new(env!("CARGO_BIN_EXE_capstan"))
+        capstan()
             .args([
                 "controller",
                 "--namespace",
@@ -128,7 +123,7 @@ async fn controller_binary_and_app_commands() {
     let list = eventually(Duration::from_secs(60), "app list shows Synced", || {
         let ns = ns.clone();
         async move {
-            let text = stdout(&capstan(&["app", "list", "-n", &ns]));
+            let text = stdout(&capstan_on_cluster(&["app", "list", "-n", &ns]));
             if text.contains("Synced") && text.contains("Current") {
                 Ok(text)
             } else {
@@ -138,12 +133,12 @@ async fn controller_binary_and_app_commands() {
     })
     .await;
     assert!(list.contains(&format!("main@{}", &first[..12])), "{list}");
-    let sources = stdout(&capstan(&["source", "list", "-n", &ns]));
+    let sources = stdout(&capstan_on_cluster(&["source", "list", "-n", &ns]));
     assert!(
         sources.contains("site") && sources.contains("True"),
         "{sources}"
     );
-    let get = stdout(&capstan(&["app", "get", "site", "-n", &ns]));
+    let get = stdout(&capstan_on_cluster(&["app", "get", "site", "-n", &ns]));
     assert!(
         get.contains("inventory:   1 objects (1 ConfigMap)"),
         "{get}"
@@ -162,7 +157,7 @@ async fn controller_binary_and_app_commands() {
     eventually(Duration::from_secs(30), "v2 in history", || {
         let (ns, second) = (ns.clone(), second.clone());
         async move {
-            let text = stdout(&capstan(&["app", "history", "site", "-n", &ns]));
+            let text = stdout(&capstan_on_cluster(&["app", "history", "site", "-n", &ns]));
             if text.contains(&second) {
                 Ok(())
             } else {
@@ -173,7 +168,7 @@ async fn controller_binary_and_app_commands() {
     .await;
 
     // Rollback to the first commit by its short id, then unpin.
-    let rolled = stdout(&capstan(&[
+    let rolled = stdout(&capstan_on_cluster(&[
         "app",
         "rollback",
         "site",
@@ -183,7 +178,7 @@ async fn controller_binary_and_app_commands() {
         &first[..10],
     ]));
     assert!(rolled.contains(&first), "{rolled}");
-    let refused = capstan(&[
+    let refused = capstan_on_cluster(&[
         "app",
         "rollback",
         "site",
@@ -218,19 +213,19 @@ async fn controller_binary_and_app_commands() {
     })
     .await;
     // `app sync` waits until the controller handled the request and prints the app.
-    let synced = stdout(&capstan(&["app", "sync", "site", "-n", &ns]));
+    let synced = stdout(&capstan_on_cluster(&["app", "sync", "site", "-n", &ns]));
     assert!(
         synced.contains("pinned:") && synced.contains(&first),
         "{synced}"
     );
-    stdout(&capstan(&["app", "unpin", "site", "-n", &ns]));
+    stdout(&capstan_on_cluster(&["app", "unpin", "site", "-n", &ns]));
     eventually(Duration::from_secs(30), "back on v2", || async {
         let value = body().await;
         if value == "v2" { Ok(()) } else { Err(value) }
     })
     .await;
-    stdout(&capstan(&["app", "suspend", "site", "-n", &ns]));
-    let list = stdout(&capstan(&["app", "list", "-n", &ns]));
+    stdout(&capstan_on_cluster(&["app", "suspend", "site", "-n", &ns]));
+    let list = stdout(&capstan_on_cluster(&["app", "list", "-n", &ns]));
     assert!(list.contains("Susp."), "{list}");
 
     // SIGTERM: a graceful stop with exit code 0 and JSON logs.

@@ -1,6 +1,8 @@
 //! `capstan render` with the jsonnet renderer and its flags (no cluster needed).
 
-use std::process::Command;
+mod common;
+
+use common::capstan;
 
 #[test]
 fn render_passes_jsonnet_ext_vars_tlas_and_jpath() {
@@ -18,7 +20,7 @@ fn render_passes_jsonnet_ext_vars_tlas_and_jpath() {
         "function(replicas, tier) (import 'cm.libsonnet').cm('settings-' + std.extVar('env'), { replicas: std.toString(replicas), tier: tier, flags: std.toString(std.extVar('flags')) })",
     )
     .expect("write main");
-    let output = Command::new(env!("CARGO_BIN_EXE_capstan"))
+    let output = capstan()
         .arg("render")
         .arg(repo.path().join("app"))
         .args(["--renderer", "jsonnet", "--jpath", "lib"])
@@ -43,7 +45,7 @@ fn render_passes_jsonnet_ext_vars_tlas_and_jpath() {
         }])
     );
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_capstan"))
+    let bad = capstan()
         .arg("render")
         .arg(repo.path().join("app"))
         .args(["--renderer", "jsonnet", "--ext-str", "no-equals-sign"])

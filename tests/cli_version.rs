@@ -1,19 +1,19 @@
 //! `capstan version` against the real control plane, selecting the cluster the way kubectl does.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 
 use capstan_test_support::kubeconfig;
 
-fn capstan(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_capstan"));
-    command
+use common::capstan;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    capstan()
         .args(args)
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run capstan")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run capstan")
 }
 
 fn stdout(output: &Output) -> serde_json::Value {
@@ -24,10 +24,7 @@ fn stdout(output: &Output) -> serde_json::Value {
 #[test]
 fn reports_client_and_server_version_from_kubeconfig_flag() {
     let path = kubeconfig().to_str().expect("utf-8 path");
-    let report = stdout(&capstan(
-        &["version", "--kubeconfig", path, "-o", "json"],
-        &[],
-    ));
+    let report = stdout(&run(&["version", "--kubeconfig", path, "-o", "json"], &[]));
     assert_eq!(report["capstan"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(
         report["capstan"]["commit"]
@@ -46,14 +43,14 @@ fn honours_kubeconfig_env_and_context_flag() {
 
     // KUBECONFIG, with a missing file in the list that kubectl would skip too.
     let list = format!("/nonexistent/kubeconfig:{path}");
-    let report = stdout(&capstan(
+    let report = stdout(&run(
         &["version", "-o", "json", "--context", "capstan-testenv"],
         &[("KUBECONFIG", &list), ("HOME", home)],
     ));
     assert!(report["server"]["git_version"].is_string(), "{report}");
 
     // An unknown context is named in the error, together with the ones that exist.
-    let output = capstan(
+    let output = run(
         &["version", "--kubeconfig", path, "--context", "prod"],
         &[("HOME", home)],
     );
@@ -66,7 +63,7 @@ fn honours_kubeconfig_env_and_context_flag() {
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("capstan "));
 
     // No kubeconfig anywhere and not in a cluster: say where we looked.
-    let output = capstan(&["version"], &[("HOME", home)]);
+    let output = run(&["version"], &[("HOME", home)]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no kubeconfig found"), "{stderr}");
 }

@@ -42,13 +42,47 @@ async fn sync(
     (planned, result)
 }
 
-async fn resource_version(cluster: &Cluster, object: &ObjectRef) -> u64 {
-    let live = cluster.get(object).await.expect("get").expect("exists");
-    live.metadata
+/// [`sync`] of `objects` for the first time: no previous inventory, default options.
+async fn sync_new(
+    cluster: &Cluster,
+    app: &AppId,
+    namespace: &str,
+    objects: Vec<DesiredObject>,
+) -> (Plan, Result<ChangeSet, ApplyError>) {
+    sync(
+        cluster,
+        app,
+        namespace,
+        objects,
+        &Inventory::new(),
+        &ApplyOptions::default(),
+    )
+    .await
+}
+
+/// The object named `name` among the changes of `plan`.
+fn object_named(plan: &Plan, name: &str) -> ObjectRef {
+    plan.changes
+        .iter()
+        .find(|c| c.object.name == name)
+        .unwrap_or_else(|| panic!("no change for {name}"))
+        .object
+        .clone()
+}
+
+/// The etcd revision of the last write to `object`.
+fn revision(object: &DynamicObject) -> u64 {
+    object
+        .metadata
         .resource_version
+        .as_deref()
         .expect("resourceVersion")
         .parse()
         .expect("etcd revision")
+}
+
+async fn resource_version(cluster: &Cluster, object: &ObjectRef) -> u64 {
+    revision(&cluster.get(object).await.expect("get").expect("exists"))
 }
 
 #[tokio::test]
@@ -81,15 +115,7 @@ async fn namespace_crd_and_custom_resource_in_one_sync_then_no_op() {
             ),
         ]
     };
-    let (first, result) = sync(
-        &cluster,
-        &app,
-        home.name(),
-        objects(),
-        &Inventory::new(),
-        &ApplyOptions::default(),
-    )
-    .await;
+    let (first, result) = sync_new(&cluster, &app, home.name(), objects()).await;
     let changed = result.unwrap_or_else(|e| panic!("sync failed: {e}"));
     assert_eq!(changed.count(Outcome::Created), 4, "{changed:?}");
     for change in &first.changes {
@@ -183,25 +209,11 @@ async fn waves_and_hooks_run_in_order() {
         ),
         config_map("on-failure", json!({"capstan.dev/hook": "SyncFail"})),
     ];
-    let (planned, result) = sync(
-        &cluster,
-        &app,
-        ns.name(),
-        objects,
-        &Inventory::new(),
-        &ApplyOptions::default(),
-    )
-    .await;
+    let (planned, result) = sync_new(&cluster, &app, ns.name(), objects).await;
     result.expect("sync");
     let mut written = Vec::new();
     for name in ["pre", "early", "plain", "late", "post"] {
-        let object = planned
-            .changes
-            .iter()
-            .find(|c| c.object.name == name)
-            .expect("change")
-            .object
-            .clone();
+        let object = object_named(&planned, name);
         written.push((resource_version(&cluster, &object).await, name));
     }
     let observed: Vec<&str> = {
@@ -214,13 +226,7 @@ async fn waves_and_hooks_run_in_order() {
         vec!["pre", "early", "plain", "late", "post"],
         "creation order by etcd revision"
     );
-    let fail_hook = planned
-        .changes
-        .iter()
-        .find(|c| c.object.name == "on-failure")
-        .expect("hook")
-        .object
-        .clone();
+    let fail_hook = object_named(&planned, "on-failure");
     assert!(
         cluster.get(&fail_hook).await.expect("get").is_none(),
         "SyncFail hooks only run on failure"
@@ -242,15 +248,8 @@ async fn immutable_fields_need_replace() {
     let app = AppId::new(ns.name(), "web");
     let options = ApplyOptions::default();
     let none = PlanOptions::default();
-    let (first, result) = sync(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![deployment("a", json!({}))],
-        &Inventory::new(),
-        &options,
-    )
-    .await;
+    let (first, result) =
+        sync_new(&cluster, &app, ns.name(), vec![deployment("a", json!({}))]).await;
     result.expect("create");
     let web = first.changes[0].object.clone();
     let uid = |live: Option<DynamicObject>| live.expect("live").metadata.uid;
@@ -353,13 +352,11 @@ async fn conflicts_fail_names_manager_and_field_else_git_wins() {
     let cluster = cluster().await;
     let ns = TestNamespace::create(&cluster.client(), "apply-conflict").await;
     let app = AppId::new(ns.name(), "web");
-    let (_, result) = sync(
+    let (_, result) = sync_new(
         &cluster,
         &app,
         ns.name(),
         vec![deployment("web", json!({}))],
-        &Inventory::new(),
-        &ApplyOptions::default(),
     )
     .await;
     result.expect("create");
@@ -404,13 +401,11 @@ async fn conflicts_fail_names_manager_and_field_else_git_wins() {
         "{message}"
     );
 
-    let (_, result) = sync(
+    let (_, result) = sync_new(
         &cluster,
         &app,
         ns.name(),
         vec![deployment("web", json!({}))],
-        &Inventory::new(),
-        &ApplyOptions::default(),
     )
     .await;
     result.expect("git wins");
@@ -467,15 +462,7 @@ async fn prune_deletes_only_what_this_app_owns() {
     .await;
     let changed = result.expect("second");
     assert_eq!(changed.count(Outcome::Pruned), 1, "{changed:?}");
-    let name_of = |n: &str| {
-        first
-            .changes
-            .iter()
-            .find(|c| c.object.name == n)
-            .expect("c")
-            .object
-            .clone()
-    };
+    let name_of = |n: &str| object_named(&first, n);
     assert!(
         cluster.get(&name_of("drop")).await.expect("get").is_none(),
         "pruned"
@@ -514,25 +501,9 @@ async fn presync_hook_in_a_new_namespace_completes_before_the_sync_and_is_delete
                 "containers": [{"name": "t", "image": "busybox"}]}}}})),
         desired(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}})),
     ];
-    let (planned, result) = sync(
-        &cluster,
-        &app,
-        home.name(),
-        objects,
-        &Inventory::new(),
-        &ApplyOptions::default(),
-    )
-    .await;
+    let (planned, result) = sync_new(&cluster, &app, home.name(), objects).await;
     result.unwrap_or_else(|e| panic!("sync failed: {e}"));
-    let object = |name: &str| {
-        planned
-            .changes
-            .iter()
-            .find(|c| c.object.name == name)
-            .expect("change")
-            .object
-            .clone()
-    };
+    let object = |name: &str| object_named(&planned, name);
 
     // The PreSync Job finished (its last write is the Complete status) before the ConfigMap of the Sync
     // phase was created (a ConfigMap is written once, so its resourceVersion is its creation).
@@ -547,24 +518,8 @@ async fn presync_hook_in_a_new_namespace_completes_before_the_sync_and_is_delete
         .flatten()
         .any(|c| c["type"] == "Complete" && c["status"] == "True");
     assert!(complete, "{:?}", migrate.data["status"]);
-    let migrate_done: u64 = migrate
-        .metadata
-        .resource_version
-        .clone()
-        .expect("rv")
-        .parse()
-        .expect("revision");
-    let web = cluster
-        .get(&object("web"))
-        .await
-        .expect("get")
-        .expect("web");
-    let web_created: u64 = web
-        .metadata
-        .resource_version
-        .expect("rv")
-        .parse()
-        .expect("revision");
+    let migrate_done = revision(&migrate);
+    let web_created = resource_version(&cluster, &object("web")).await;
     assert!(
         migrate_done < web_created,
         "hook done at {migrate_done}, sync object created at {web_created}"

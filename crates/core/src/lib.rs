@@ -1,7 +1,8 @@
-//! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]) and
-//! how an object is marked as belonging to an app ([`ownership`]), and the pipeline's stages as
-//! tracing spans ([`stage`]).
+//! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]),
+//! how an object is marked as belonging to an app ([`ownership`]), how a git remote URL is read
+//! ([`git_url`]), and the pipeline's stages as tracing spans ([`stage`]).
 
+pub mod git_url;
 pub mod ownership;
 pub mod stage;
 

@@ -40,23 +40,55 @@ async fn apply_all(cluster: &Cluster, plan: &Plan) {
     }
 }
 
+/// Plans `objects` with `options` and no previous inventory.
+async fn plan_objects_with(
+    cluster: &Cluster,
+    app: &AppId,
+    namespace: &str,
+    objects: Vec<DesiredObject>,
+    options: &PlanOptions,
+) -> Plan {
+    plan(cluster, app, namespace, objects, &Inventory::new(), options)
+        .await
+        .expect("plan")
+}
+
+/// Plans `objects` with default options and no previous inventory.
+async fn plan_objects(
+    cluster: &Cluster,
+    app: &AppId,
+    namespace: &str,
+    objects: Vec<DesiredObject>,
+) -> Plan {
+    plan_objects_with(cluster, app, namespace, objects, &PlanOptions::default()).await
+}
+
+/// Plans `objects` (default options, no previous inventory) and applies every change, as a sync
+/// would.
+async fn plan_and_apply(
+    cluster: &Cluster,
+    app: &AppId,
+    namespace: &str,
+    objects: Vec<DesiredObject>,
+) -> Plan {
+    let planned = plan_objects(cluster, app, namespace, objects).await;
+    apply_all(cluster, &planned).await;
+    planned
+}
+
 #[tokio::test]
 async fn create_then_unchanged_then_update_with_diff() {
     let cluster = cluster().await;
     let ns = TestNamespace::create(&cluster.client(), "plan-basic").await;
     let app = AppId::new(ns.name(), "shop");
-    let none = Inventory::new();
 
-    let first = plan(
+    let first = plan_objects(
         &cluster,
         &app,
         ns.name(),
         vec![config_map("settings", "blue")],
-        &none,
-        &PlanOptions::default(),
     )
-    .await
-    .expect("plan");
+    .await;
     assert_eq!(first.changes[0].action, Action::Create);
     assert_eq!(
         first.changes[0].object.namespace.as_deref(),
@@ -70,44 +102,35 @@ async fn create_then_unchanged_then_update_with_diff() {
     );
     apply_all(&cluster, &first).await;
 
-    let again = plan(
+    let again = plan_objects(
         &cluster,
         &app,
         ns.name(),
         vec![config_map("settings", "blue")],
-        &none,
-        &PlanOptions::default(),
     )
-    .await
-    .expect("plan");
+    .await;
     assert_eq!(again.changes[0].action, Action::Unchanged);
     assert!(!again.has_changes(true));
     assert_eq!(
         again.hash,
-        plan(
+        plan_objects(
             &cluster,
             &app,
             ns.name(),
-            vec![config_map("settings", "blue")],
-            &none,
-            &PlanOptions::default()
+            vec![config_map("settings", "blue")]
         )
         .await
-        .expect("plan")
         .hash,
         "same inputs, same cluster: same hash"
     );
 
-    let changed = plan(
+    let changed = plan_objects(
         &cluster,
         &app,
         ns.name(),
         vec![config_map("settings", "green")],
-        &none,
-        &PlanOptions::default(),
     )
-    .await
-    .expect("plan");
+    .await;
     let change = &changed.changes[0];
     assert_eq!(change.action, Action::Update);
     assert!(
@@ -131,27 +154,8 @@ async fn drift_names_the_manager_that_changed_the_field() {
                                   "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
         }))
     };
-    let first = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![deployment()],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
-    apply_all(&cluster, &first).await;
-    let before = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![deployment()],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    plan_and_apply(&cluster, &app, ns.name(), vec![deployment()]).await;
+    let before = plan_objects(&cluster, &app, ns.name(), vec![deployment()]).await;
     assert_eq!(
         before.changes[0].action,
         Action::Unchanged,
@@ -165,16 +169,7 @@ async fn drift_names_the_manager_that_changed_the_field() {
         .expect("kubectl scale");
     assert!(status.success());
 
-    let drifted = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![deployment()],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    let drifted = plan_objects(&cluster, &app, ns.name(), vec![deployment()]).await;
     let change = &drifted.changes[0];
     assert_eq!(change.action, Action::Update);
     assert!(
@@ -210,27 +205,8 @@ async fn secret_values_never_appear_in_the_plan() {
             "stringData": {"user": "admin"}, "data": {"password": password}
         }))
     };
-    let first = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![secret("aHVudGVyMg==")],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
-    apply_all(&cluster, &first).await;
-    let changed = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![secret("c3dvcmRmaXNo")],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    let first = plan_and_apply(&cluster, &app, ns.name(), vec![secret("aHVudGVyMg==")]).await;
+    let changed = plan_objects(&cluster, &app, ns.name(), vec![secret("c3dvcmRmaXNo")]).await;
     let change = &changed.changes[0];
     assert_eq!(change.action, Action::Update);
     let printed = format!(
@@ -274,16 +250,7 @@ async fn custom_resources_are_planned_after_their_crd_in_the_same_set() {
     let widget = desired(json!({
         "apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}
     }));
-    let planned = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![crd.clone(), widget.clone()],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    let planned = plan_objects(&cluster, &app, ns.name(), vec![crd.clone(), widget.clone()]).await;
     assert_eq!(planned.changes[0].action, Action::Create);
     assert!(planned.changes[0].not_dry_run.is_none());
     assert_eq!(planned.changes[1].action, Action::Create);
@@ -325,17 +292,13 @@ async fn prune_candidates_respect_ownership_and_opt_out() {
     let cluster = cluster().await;
     let ns = TestNamespace::create(&cluster.client(), "plan-prune").await;
     let app = AppId::new(ns.name(), "shop");
-    let ours = plan(
+    let ours = plan_and_apply(
         &cluster,
         &app,
         ns.name(),
         vec![config_map("ours", "a"), config_map("kept", "b")],
-        &Inventory::new(),
-        &PlanOptions::default(),
     )
-    .await
-    .expect("plan");
-    apply_all(&cluster, &ours).await;
+    .await;
     let mut kept = ours.changes[1].desired.clone();
     kept.metadata
         .annotations
@@ -397,29 +360,9 @@ async fn many_objects_of_a_kind_are_planned_from_one_list() {
             .map(|i| config_map(&format!("cm-{i}"), if i == 3 { color } else { "blue" }))
             .collect()
     };
-    let none = Inventory::new();
-    let first = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        objects("blue")[..6].to_vec(),
-        &none,
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
-    apply_all(&cluster, &first).await;
+    plan_and_apply(&cluster, &app, ns.name(), objects("blue")[..6].to_vec()).await;
 
-    let planned = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        objects("green"),
-        &none,
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    let planned = plan_objects(&cluster, &app, ns.name(), objects("green")).await;
     let actions: Vec<Action> = planned.changes.iter().map(|c| c.action).collect();
     let mut expected = vec![Action::Unchanged; 6];
     expected[3] = Action::Update;
@@ -455,17 +398,7 @@ fn rule(group: &str, kind: &str, pointers: &[&str], managers: &[&str]) -> Ignore
 
 /// Creates Deployment `web` (1 replica) through a plan, then scales it to 4 with `kubectl scale`.
 async fn scaled_deployment(cluster: &Cluster, app: &AppId, namespace: &str) {
-    let first = plan(
-        cluster,
-        app,
-        namespace,
-        vec![web("nginx:1.27")],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
-    apply_all(cluster, &first).await;
+    plan_and_apply(cluster, app, namespace, vec![web("nginx:1.27")]).await;
     let status = kubectl()
         .args(["-n", namespace, "scale", "deployment/web", "--replicas=4"])
         .status()
@@ -493,16 +426,8 @@ async fn an_ignored_pointer_is_neither_compared_nor_taken_back() {
     scaled_deployment(&cluster, &app, ns.name()).await;
     let options = ignoring(vec![rule("apps", "Deployment", &["/spec/replicas"], &[])]);
 
-    let planned = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![web("nginx:1.27")],
-        &Inventory::new(),
-        &options,
-    )
-    .await
-    .expect("plan");
+    let planned =
+        plan_objects_with(&cluster, &app, ns.name(), vec![web("nginx:1.27")], &options).await;
     let change = &planned.changes[0];
     assert_eq!(change.action, Action::Unchanged, "{}", change.diff);
     assert!(change.drift.is_empty(), "{:?}", change.drift);
@@ -511,16 +436,8 @@ async fn an_ignored_pointer_is_neither_compared_nor_taken_back() {
     let json = serde_json::to_value(&planned).expect("json");
     assert_eq!(json["changes"][0]["ignored"], json!(["/spec/replicas"]));
     // Something else changes: the sync applies it and leaves replicas as scaled.
-    let changed = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![web("nginx:1.28")],
-        &Inventory::new(),
-        &options,
-    )
-    .await
-    .expect("plan");
+    let changed =
+        plan_objects_with(&cluster, &app, ns.name(), vec![web("nginx:1.28")], &options).await;
     let change = &changed.changes[0];
     assert_eq!(change.action, Action::Update);
     assert!(
@@ -540,16 +457,8 @@ async fn an_ignored_pointer_is_neither_compared_nor_taken_back() {
     );
     apply_all(&cluster, &changed).await;
     assert_eq!(live_replicas(&cluster, ns.name()).await, json!(4));
-    let after = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![web("nginx:1.28")],
-        &Inventory::new(),
-        &options,
-    )
-    .await
-    .expect("plan");
+    let after =
+        plan_objects_with(&cluster, &app, ns.name(), vec![web("nginx:1.28")], &options).await;
     assert_eq!(
         after.changes[0].action,
         Action::Unchanged,
@@ -558,16 +467,7 @@ async fn an_ignored_pointer_is_neither_compared_nor_taken_back() {
     );
 
     // Without the rule, Git takes replicas back.
-    let unruled = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![web("nginx:1.28")],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    let unruled = plan_objects(&cluster, &app, ns.name(), vec![web("nginx:1.28")]).await;
     assert_eq!(unruled.changes[0].action, Action::Update);
     assert!(unruled.changes[0].ignored.is_empty());
     let json = serde_json::to_value(&unruled).expect("json");
@@ -614,33 +514,14 @@ async fn fields_of_an_ignored_manager_are_left_to_it() {
             "data": {"color": "blue", "size": size}
         }))
     };
-    let first = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![settings("s")],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
-    apply_all(&cluster, &first).await;
+    plan_and_apply(&cluster, &app, ns.name(), vec![settings("s")]).await;
     // Another manager takes `color` over.
     apply_as(
         "colour-operator",
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "settings", "namespace": ns.name()}, "data": {"color": "red"}}),
     );
-    let plain = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![settings("s")],
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
+    let plain = plan_objects(&cluster, &app, ns.name(), vec![settings("s")]).await;
     assert_eq!(plain.changes[0].action, Action::Update);
     assert_eq!(
         plain.changes[0].drift[0].managers,
@@ -648,16 +529,7 @@ async fn fields_of_an_ignored_manager_are_left_to_it() {
     );
 
     let options = ignoring(vec![rule("", "ConfigMap", &[], &["colour-operator"])]);
-    let planned = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![settings("s")],
-        &Inventory::new(),
-        &options,
-    )
-    .await
-    .expect("plan");
+    let planned = plan_objects_with(&cluster, &app, ns.name(), vec![settings("s")], &options).await;
     let change = &planned.changes[0];
     assert_eq!(change.action, Action::Unchanged, "{}", change.diff);
     assert_eq!(change.ignored, vec!["/data/color".to_string()]);
@@ -667,29 +539,11 @@ async fn fields_of_an_ignored_manager_are_left_to_it() {
         rule("*", "Secret", &["/data"], &[]),
         rule("", "ConfigMap", &[], &["colour-operator"]),
     ]);
-    let again = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![settings("s")],
-        &Inventory::new(),
-        &reordered,
-    )
-    .await
-    .expect("plan");
+    let again = plan_objects_with(&cluster, &app, ns.name(), vec![settings("s")], &reordered).await;
     assert_eq!(again.hash, planned.hash);
     assert_ne!(planned.hash, plain.hash, "the rules change what is applied");
 
-    let resized = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![settings("m")],
-        &Inventory::new(),
-        &options,
-    )
-    .await
-    .expect("plan");
+    let resized = plan_objects_with(&cluster, &app, ns.name(), vec![settings("m")], &options).await;
     let change = &resized.changes[0];
     assert_eq!(change.action, Action::Update);
     assert!(
@@ -724,16 +578,8 @@ async fn a_rule_for_another_object_does_not_hide_drift() {
         rule("", "Deployment", &["/spec/replicas"], &[]),
         rule("apps", "Deployment", &[], &["kube-controller-manager"]),
     ]);
-    let planned = plan(
-        &cluster,
-        &app,
-        ns.name(),
-        vec![web("nginx:1.27")],
-        &Inventory::new(),
-        &options,
-    )
-    .await
-    .expect("plan");
+    let planned =
+        plan_objects_with(&cluster, &app, ns.name(), vec![web("nginx:1.27")], &options).await;
     let change = &planned.changes[0];
     assert_eq!(change.action, Action::Update);
     assert!(
@@ -886,9 +732,7 @@ async fn plan_both_ways(
         dry_run_all: true,
         ..PlanOptions::default()
     };
-    let full = plan(cluster, app, namespace, typical_app(), &none, &exhaustive)
-        .await
-        .expect("plan");
+    let full = plan_objects_with(cluster, app, namespace, typical_app(), &exhaustive).await;
     let actions = |plan: &Plan| {
         plan.changes
             .iter()
@@ -921,17 +765,7 @@ async fn plan_both_ways(
 
 /// Plans `typical_app()` and applies every change, as a sync would.
 async fn sync_typical_app(cluster: &Cluster, app: &AppId, namespace: &str) {
-    let planned = plan(
-        cluster,
-        app,
-        namespace,
-        typical_app(),
-        &Inventory::new(),
-        &PlanOptions::default(),
-    )
-    .await
-    .expect("plan");
-    apply_all(cluster, &planned).await;
+    plan_and_apply(cluster, app, namespace, typical_app()).await;
 }
 
 /// Every object of `typical_app()` is unchanged, and known to be without a single dry-run.

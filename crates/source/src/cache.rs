@@ -22,7 +22,7 @@ use crate::error::SourceError;
 use crate::remote::{Askpass, SyncOutcome, Transport};
 use crate::resolve::{self, Resolved};
 use crate::spec::{Auth, SourceSpec};
-use crate::url::RemoteUrl;
+use crate::url::{RemoteUrl, mirror_dir_name};
 use crate::verify::{self, Signed};
 
 /// Cache settings.
@@ -154,7 +154,11 @@ impl SourceCache {
     /// Where the mirror of `url` lives (for inspection; never contains credentials).
     pub fn mirror_path(&self, url: &str) -> Result<PathBuf, SourceError> {
         let url = RemoteUrl::parse(url)?;
-        Ok(self.options.root.join("mirrors").join(url.cache_dir_name()))
+        Ok(self.mirror_dir(&url))
+    }
+
+    fn mirror_dir(&self, url: &RemoteUrl) -> PathBuf {
+        self.options.root.join("mirrors").join(mirror_dir_name(url))
     }
 
     fn checkouts_root(&self) -> PathBuf {
@@ -172,7 +176,7 @@ impl SourceCache {
                 detail: format!("SSH key file {} does not exist", private_key.display()),
             });
         }
-        let mirror = self.options.root.join("mirrors").join(url.cache_dir_name());
+        let mirror = self.mirror_dir(&url);
         let outcome = self.sync_coalesced(&url, &spec.auth, &mirror).await?;
         let resolved = resolve::resolve(&outcome.refs, &spec.reference, &url.fetch_url)?;
         self.ensure_commit_present(&url, &spec.auth, &mirror, &resolved)

@@ -75,3 +75,12 @@ impl SourceError {
         }
     }
 }
+
+impl From<capstan_core::git_url::InvalidUrl> for SourceError {
+    fn from(e: capstan_core::git_url::InvalidUrl) -> Self {
+        SourceError::InvalidUrl {
+            url: e.url,
+            reason: e.reason,
+        }
+    }
+}

@@ -174,6 +174,17 @@ impl Secret {
     }
 }
 
+/// Reads an SSH key passphrase file; the error names the file, never its content.
+pub fn read_passphrase_file(file: &std::path::Path, url: &str) -> Result<Secret, SourceError> {
+    Secret::from_file(file).map_err(|e| SourceError::AuthFailed {
+        url: crate::url::redact_userinfo(url),
+        detail: format!(
+            "cannot read the SSH key passphrase file {}: {e}",
+            file.display()
+        ),
+    })
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

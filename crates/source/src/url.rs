@@ -1,154 +1,29 @@
-//! URL handling: credentials are split off the URL before anything else sees it, so the form used
-//! for fetching, for messages and for the cache key never contains a password.
+//! URL handling: parsing is [`capstan_core::git_url`] (credentials split off the URL before anything
+//! else sees it, shared with the webhook receiver); here the mirror directory named after a URL.
 
 use sha2::{Digest, Sha256};
 
-use crate::error::SourceError;
+pub use capstan_core::git_url::{RemoteUrl, redact_userinfo};
 
-/// A remote URL with its credentials separated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteUrl {
-    /// The URL given to gix: no password; the user part is kept only for SSH, where it is the login.
-    pub fetch_url: String,
-    /// Scheme, lower-case host, port and path without trailing `/` or `.git`: one mirror per key.
-    pub cache_key: String,
-    /// `user:password` that was embedded in an http(s) URL, if any.
-    pub embedded_basic: Option<(String, String)>,
-    pub is_ssh: bool,
-    pub is_http: bool,
-}
-
-impl RemoteUrl {
-    pub fn parse(raw: &str) -> Result<Self, SourceError> {
-        let invalid = |reason: &str| SourceError::InvalidUrl {
-            url: redact_userinfo(raw),
-            reason: reason.to_owned(),
-        };
-        let raw = raw.trim();
-        if raw.is_empty() {
-            return Err(invalid("it is empty"));
-        }
-        let (scheme, rest) = if let Some((scheme, rest)) = raw.split_once("://") {
-            (scheme.to_ascii_lowercase(), rest.to_owned())
-        } else if raw.starts_with('/') {
-            ("file".to_owned(), raw.to_owned())
-        } else if let Some((authority, path)) = raw.split_once(':') {
-            // scp-like `user@host:path`
-            (
-                "ssh".to_owned(),
-                format!("{authority}/{}", path.trim_start_matches('/')),
-            )
-        } else {
-            return Err(invalid(
-                "expected https://, http://, ssh://, git://, file:// or user@host:path",
-            ));
-        };
-        if !matches!(scheme.as_str(), "https" | "http" | "ssh" | "git" | "file") {
-            return Err(invalid(&format!("unsupported scheme {scheme:?}")));
-        }
-        if scheme == "file" {
-            let path = rest.trim_end_matches('/');
-            if path.is_empty() {
-                return Err(invalid("no path"));
+/// A directory name for the mirror: readable prefix plus a hash of the key, never credentials.
+pub fn mirror_dir_name(url: &RemoteUrl) -> String {
+    let readable: String = url
+        .cache_key
+        .split_once("://")
+        .map_or(url.cache_key.as_str(), |(_, rest)| rest)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
             }
-            return Ok(RemoteUrl {
-                fetch_url: format!("file://{path}"),
-                cache_key: format!("file://{}", path.trim_end_matches(".git")),
-                embedded_basic: None,
-                is_ssh: false,
-                is_http: false,
-            });
-        }
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest.as_str(), "/"),
-        };
-        let (userinfo, host_port) = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => (Some(userinfo), host),
-            None => (None, authority),
-        };
-        if host_port.is_empty() {
-            return Err(invalid("no host"));
-        }
-        let (user, password) = match userinfo {
-            Some(info) => match info.split_once(':') {
-                Some((user, password)) => (Some(user.to_owned()), Some(password.to_owned())),
-                None => (Some(info.to_owned()), None),
-            },
-            None => (None, None),
-        };
-        let host_port = host_port.to_ascii_lowercase();
-        let is_ssh = scheme == "ssh";
-        let is_http = scheme == "http" || scheme == "https";
-        let fetch_url = match (&user, is_ssh) {
-            (Some(user), true) => format!("{scheme}://{user}@{host_port}{path}"),
-            _ => format!("{scheme}://{host_port}{path}"),
-        };
-        let key_path = path.trim_end_matches('/').trim_end_matches(".git");
-        Ok(RemoteUrl {
-            fetch_url,
-            cache_key: format!("{scheme}://{host_port}{key_path}"),
-            embedded_basic: match (is_http, user, password) {
-                (true, Some(user), Some(password)) => Some((user, password)),
-                _ => None,
-            },
-            is_ssh,
-            is_http,
         })
-    }
-
-    /// `host[:port]` for messages about host keys.
-    pub fn host(&self) -> String {
-        let rest = self
-            .fetch_url
-            .split_once("://")
-            .map_or("", |(_, rest)| rest);
-        let authority = rest.split('/').next().unwrap_or_default();
-        authority.rsplit('@').next().unwrap_or_default().to_owned()
-    }
-
-    /// A directory name for the mirror: readable prefix plus a hash of the key, never credentials.
-    pub fn cache_dir_name(&self) -> String {
-        let readable: String = self
-            .cache_key
-            .split_once("://")
-            .map_or(self.cache_key.as_str(), |(_, rest)| rest)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(60)
-            .collect();
-        let hash = Sha256::digest(self.cache_key.as_bytes());
-        let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("{readable}-{hex}.git")
-    }
-}
-
-/// Replaces `user:password@` in anything URL-like with `user:***@`, for messages about unparsable input.
-pub fn redact_userinfo(raw: &str) -> String {
-    match raw.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split(':').next().unwrap_or_default();
-                    let masked = if userinfo.contains(':') {
-                        format!("{user}:***")
-                    } else {
-                        user.to_owned()
-                    };
-                    format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
-                }
-                None => raw.to_owned(),
-            }
-        }
-        None => raw.to_owned(),
-    }
+        .take(60)
+        .collect();
+    let hash = Sha256::digest(url.cache_key.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{readable}-{hex}.git")
 }
 
 #[cfg(test)]
@@ -156,31 +31,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_never_reach_fetch_url_or_cache_key() {
+    fn credentials_never_reach_the_mirror_directory() {
         let url =
             RemoteUrl::parse("https://alice:s3cret@Git.Example.com/org/repo.git/").expect("valid");
-        assert_eq!(url.fetch_url, "https://git.example.com/org/repo.git/");
-        assert_eq!(url.cache_key, "https://git.example.com/org/repo");
-        assert!(!url.cache_dir_name().contains("s3cret"));
-        assert!(!url.cache_dir_name().contains("alice"));
-        assert_eq!(url.embedded_basic, Some(("alice".into(), "s3cret".into())));
+        assert!(!mirror_dir_name(&url).contains("s3cret"));
+        assert!(!mirror_dir_name(&url).contains("alice"));
         let same = RemoteUrl::parse("https://git.example.com/org/repo").expect("valid");
-        assert_eq!(same.cache_dir_name(), url.cache_dir_name());
-    }
-
-    #[test]
-    fn scp_like_urls_become_ssh() {
-        let url = RemoteUrl::parse("git@host.example:org/repo.git").expect("valid");
-        assert!(url.is_ssh);
-        assert_eq!(url.fetch_url, "ssh://git@host.example/org/repo.git");
-        assert_eq!(url.host(), "host.example");
-    }
-
-    #[test]
-    fn unsupported_or_empty_urls_are_errors_without_secrets() {
-        let err = RemoteUrl::parse("ftp://u:pw@host/x").expect_err("ftp unsupported");
-        assert!(!err.to_string().contains("pw@"), "{err}");
-        assert!(RemoteUrl::parse("").is_err());
-        assert!(RemoteUrl::parse("nonsense").is_err());
+        assert_eq!(mirror_dir_name(&same), mirror_dir_name(&url));
     }
 }

@@ -696,28 +696,21 @@ async fn timeout_and_size_limit_are_enforced() {
 }
 
 #[tokio::test]
-async fn file_urls_and_the_cli_command_work() {
+async fn file_urls_work() {
+    // `capstan source fetch` output is tested with the binary (tests/cli_source.rs).
     let repos = GitRepos::new();
     repos.create("app");
     let sha = repos.commit("app", "main", &[("a.txt", "file")], "one", Signing::None);
-    let scratch = ScratchDir::new("cli");
-    let artifact = capstan_source::cli::fetch_command(capstan_source::cli::FetchArgs {
-        url: format!("file://{}", repos.bare_path("app").display()),
-        reference: "main".into(),
-        cache_dir: scratch.path().join("cache"),
-        timeout_seconds: 30,
-        ..Default::default()
-    })
-    .await
-    .expect("cli fetch");
+    let scratch = ScratchDir::new("file-url");
+    let artifact = new_cache(&scratch)
+        .fetch(&spec(
+            &format!("file://{}", repos.bare_path("app").display()),
+            "main",
+        ))
+        .await
+        .expect("file fetch");
     assert_eq!(artifact.commit, sha);
-    let json: serde_json::Value =
-        serde_json::from_str(&capstan_source::cli::format_json(&artifact)).expect("json output");
-    assert_eq!(json["revision"], format!("main@sha1:{sha}"));
-    assert!(
-        capstan_source::cli::format_text(&artifact)
-            .contains(&artifact.checkout.display().to_string())
-    );
+    assert_eq!(artifact.revision, format!("main@sha1:{sha}"));
     // The checkout is the tree, not a repository.
     assert!(!artifact.checkout.join(".git").exists());
 }
@@ -777,22 +770,28 @@ async fn ssh_key_with_passphrase_is_unlocked_and_a_wrong_or_missing_passphrase_i
         "{err:?}"
     );
 
-    // The CLI reads the passphrase from a file (one trailing newline ignored).
+    // The CLI and app files read the passphrase from a file (one trailing newline ignored).
     let passphrase_file = scratch.path().join("passphrase");
     std::fs::write(&passphrase_file, "correct horse battery\n").expect("passphrase file");
-    let artifact = capstan_source::cli::fetch_command(capstan_source::cli::FetchArgs {
-        url: url.clone(),
-        reference: "main".into(),
-        ssh_key: Some(key.clone()),
-        ssh_key_passphrase_file: Some(passphrase_file),
+    let passphrase =
+        capstan_source::read_passphrase_file(&passphrase_file, &url).expect("passphrase file");
+    let mut source = spec(&url, "main");
+    source.auth = Auth::Ssh {
+        private_key: key.clone(),
         known_hosts: Some(sshd.known_hosts()),
-        cache_dir: scratch.path().join("cli-cache"),
-        timeout_seconds: 30,
-        ..Default::default()
-    })
-    .await
-    .expect("cli fetch with passphrase file");
+        passphrase: Some(passphrase),
+    };
+    let artifact = SourceCache::new(CacheOptions::new(scratch.path().join("file-cache")))
+        .fetch(&source)
+        .await
+        .expect("fetch with passphrase file");
     assert_eq!(artifact.commit, sha);
+    let err = capstan_source::read_passphrase_file(&scratch.path().join("missing"), &url)
+        .expect_err("missing passphrase file");
+    assert!(
+        matches!(&err, SourceError::AuthFailed { detail, .. } if detail.contains("missing")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

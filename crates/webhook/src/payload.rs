@@ -223,7 +223,7 @@ impl Urls {
         if url.is_empty() {
             return;
         }
-        let url = capstan_source::url::redact_userinfo(url);
+        let url = capstan_core::git_url::redact_userinfo(url);
         if !self.0.contains(&url) {
             self.0.push(url);
         }

@@ -2,11 +2,12 @@
 //!
 //! A host names one repository in several ways (`https://host/org/app.git`,
 //! `git@host:org/app.git`, `ssh://git@host/org/app`, `git://host/org/app.git`, the web page
-//! `https://host/org/app`), and a `GitRepository` uses one of them. Parsing is `capstan-source`'s
-//! ([`RemoteUrl`]: credentials split off, scp-like URLs, host case, trailing `/` and `.git`); this
-//! module compares what it yields by host, non-default port and path, ignoring the scheme.
+//! `https://host/org/app`), and a `GitRepository` uses one of them. Parsing is `capstan-core`'s
+//! ([`RemoteUrl`], shared with the source stage: credentials split off, scp-like URLs, host case,
+//! trailing `/` and `.git`); this module compares what it yields by host, non-default port and
+//! path, ignoring the scheme.
 
-use capstan_source::url::RemoteUrl;
+use capstan_core::git_url::RemoteUrl;
 
 /// Whether `a` and `b` name the same repository: same host (any case), same port once defaults
 /// are dropped (443, 80, 22, 9418), same path without a trailing `/` or `.git`; scheme, user and
