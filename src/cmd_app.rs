@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use capstan_cluster::Cluster;
 use capstan_core::ownership::AppId;
+use capstan_engine::health::HealthRules;
 use capstan_engine::{App, Engine, Policy};
-use capstan_health::HealthRules;
 use clap::Args;
 use serde::Serialize;
 
@@ -65,7 +65,7 @@ pub fn fail(err: &anyhow::Error) -> ExitCode {
 #[derive(Serialize)]
 struct StatusRow {
     object: capstan_core::ObjectRef,
-    health: capstan_health::Health,
+    health: capstan_engine::health::Health,
 }
 
 pub async fn status(flags: &ClusterFlags, selector: &AppSelector, format: Output) -> ExitCode {
@@ -84,7 +84,7 @@ async fn status_inner(
     let engine = engine(flags).await?;
     let objects = engine.inventory(&loaded.app).await?;
     let verdicts = engine.health(&objects, &loaded.health_rules).await?;
-    let summary = capstan_health::summarize(&verdicts);
+    let summary = capstan_engine::health::summarize(&verdicts);
     let mut out = anstream::stdout();
     match format {
         Output::Json => {

@@ -324,14 +324,8 @@ fn print_app_table(out: &mut impl Write, apps: &[Application]) -> std::io::Resul
             "{:<16} {:<24} {:<10} {:<12} {:<6} {:<20} {}",
             app.metadata.namespace.as_deref().unwrap_or_default(),
             app.metadata.name.as_deref().unwrap_or_default(),
-            status
-                .sync
-                .map(|s| s.status)
-                .unwrap_or_else(|| "Unknown".into()),
-            status
-                .health
-                .map(|h| h.status)
-                .unwrap_or_else(|| "Unknown".into()),
+            status.sync.map(|s| s.status).unwrap_or_default(),
+            status.health.map(|h| h.status).unwrap_or_default(),
             if app.spec.suspend { "Susp." } else { &ready },
             revision,
             message

@@ -3,17 +3,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use capstan_engine::{EngineError, SyncRequest};
-use capstan_plan::{DesiredObject, Plan, hooks};
-use capstan_render::{
-    JsonnetOptions, JsonnetValue, Limits, OutputFormat, RenderEngine, RenderOptions, RendererKind,
-    Tools,
+use capstan_api::spec::Renderer;
+use capstan_engine::plan::{DesiredObject, Plan, hooks};
+use capstan_engine::render::{
+    JsonnetOptions, JsonnetValue, Limits, OutputFormat, RenderEngine, RenderOptions, Tools,
 };
+use capstan_engine::{Checkout, EngineError, SyncRequest};
 use capstan_source::{CacheOptions, SourceCache};
 use clap::Args;
+use tracing::Instrument;
 
 use crate::app_file::{AppSource, LoadedApp};
 use crate::cmd_app::{AppSelector, engine, fail};
@@ -105,7 +107,7 @@ impl SyncTarget {
             loaded.source = Some(AppSource::Directory(path.clone()));
         }
         if let Some(renderer) = &self.renderer {
-            loaded.render.renderer = Some(renderer.parse().map_err(anyhow::Error::msg)?);
+            loaded.render.renderer = Some(parse_renderer(renderer)?);
         }
         self.jsonnet.apply(&mut loaded.render.jsonnet)?;
         loaded.app.policy.dry_run_all |= self.dry_run_all;
@@ -113,8 +115,14 @@ impl SyncTarget {
     }
 }
 
-/// Fetches (for Git sources) and renders the app's source into the objects to sync. Fails before
-/// anything touches the cluster.
+/// `--renderer NAME`, as the spec names renderers.
+fn parse_renderer(text: &str) -> anyhow::Result<capstan_engine::render::RendererKind> {
+    let renderer: Renderer = text.parse().context("--renderer")?;
+    Ok(capstan_engine::spec::renderer(renderer))
+}
+
+/// Fetches (for Git sources) and renders the app's source into the objects to sync, through the
+/// engine's front half. Fails before anything touches the cluster.
 pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredObject>> {
     let Some(source) = &loaded.source else {
         bail!(
@@ -122,29 +130,32 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
             loaded.app.id
         );
     };
-    let (root, app_path, shown) = match source {
+    let checkout = match source {
         AppSource::Directory(dir) => {
-            let (root, app_path) = repository_root(dir)?;
-            (root, app_path, dir.display().to_string())
+            let (root, path) = repository_root(dir)?;
+            Checkout {
+                root,
+                path,
+                shown: dir.display().to_string(),
+            }
         }
         AppSource::Git { spec, path } => {
             let cache =
                 SourceCache::new(CacheOptions::new(capstan_source::cli::default_cache_dir()));
-            let artifact = cache.fetch(spec).await?;
+            let artifact = cache
+                .fetch(spec)
+                .instrument(capstan_engine::Stage::Source.span())
+                .await?;
             eprintln!("fetched {} {}", artifact.url, artifact.revision);
-            let shown = format!("{} in {}", path.display(), artifact.revision);
-            (artifact.checkout.clone(), path.clone(), shown)
+            Checkout {
+                root: artifact.checkout.clone(),
+                path: path.clone(),
+                shown: format!("{} in {}", path.display(), artifact.revision),
+            }
         }
     };
-    let render = loaded.render.clone();
-    // Helm and kustomize run as child processes and Jsonnet evaluates on a thread: keep them off the
-    // async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
-        RenderEngine::new(Tools::from_env(), Limits::default()).render(&root, &app_path, &render)
-    })
-    .await?
-    .with_context(|| format!("rendering {shown}"))?;
-    Ok(capstan_engine::desired_objects(&rendered)?)
+    let renderer = Arc::new(RenderEngine::new(Tools::from_env(), Limits::default()));
+    Ok(capstan_engine::desired::render(renderer, checkout, loaded.render.clone()).await?)
 }
 
 /// The repository root (nearest ancestor with `.git`, else the directory) and the app's path in it.
@@ -177,10 +188,7 @@ pub fn render(
     format: RenderOutput,
 ) -> ExitCode {
     let result = (|| {
-        let renderer = renderer
-            .map(str::parse::<RendererKind>)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
+        let renderer = renderer.map(parse_renderer).transpose()?;
         let mut options = RenderOptions {
             renderer,
             ..RenderOptions::default()
@@ -190,7 +198,7 @@ pub fn render(
             RenderOutput::Yaml => OutputFormat::Yaml,
             RenderOutput::Json => OutputFormat::Json,
         };
-        let text = capstan_render::render_command(path, &options, format)?;
+        let text = capstan_engine::render::render_command(path, &options, format)?;
         print!("{text}");
         anyhow::Ok(())
     })();
@@ -266,27 +274,11 @@ pub struct SyncFlags {
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits, e.g. 90s, 5m
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = capstan_api::duration::parse)]
     pub timeout: Duration,
     /// Apply only if the fresh plan equals this plan file (from `capstan plan --out FILE`)
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s or 5m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
-        _ => Err(format!("{text:?}: unit must be s, m or h")),
-    }
 }
 
 fn expected_plan_hash(file: &Path) -> anyhow::Result<String> {

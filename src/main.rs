@@ -166,13 +166,19 @@ async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if controller { "info" } else { "warn" })
     });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if controller {
-        logs.json().flatten_event(true).init();
-    } else {
-        logs.init();
+    {
+        use tracing_subscriber::prelude::*;
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        // The stage-duration metric is derived from the stage spans, whatever the log filter.
+        let registry = tracing_subscriber::registry();
+        if controller {
+            registry
+                .with(logs.json().flatten_event(true).with_filter(filter))
+                .with(capstan_controller::metrics::StageLayer)
+                .init();
+        } else {
+            registry.with(logs.with_filter(filter)).init();
+        }
     }
     match cli.command {
         Command::Version { output, client } => cmd_version::run(&cli.cluster, output, client).await,

@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
-use capstan_apply::{ChangeSet, Outcome};
-use capstan_health::{HealthStatus, Summary};
-use capstan_plan::{Action, Plan, PruneDecision};
+use capstan_engine::apply::{ChangeSet, Outcome};
+use capstan_engine::health::{HealthStatus, Summary};
+use capstan_engine::plan::{Action, Plan, PruneDecision};
 
 const GREEN: Style = AnsiColor::Green.on_default();
 const RED: Style = AnsiColor::Red.on_default();
@@ -138,7 +138,7 @@ pub fn health_style(status: HealthStatus) -> Style {
     }
 }
 
-pub fn paint_health(health: &capstan_health::Health) -> String {
+pub fn paint_health(health: &capstan_engine::health::Health) -> String {
     format!(
         "{} {}",
         paint(health_style(health.status), health.status.as_str()),

@@ -3,8 +3,8 @@
 use std::process::{Command, Output};
 
 use capstan_core::ownership::AppId;
+use capstan_engine::plan::DesiredObject;
 use capstan_engine::{App, Engine, Policy, SyncRequest};
-use capstan_plan::DesiredObject;
 use capstan_test_support::{TestNamespace, cluster, kubeconfig};
 use serde_json::json;
 

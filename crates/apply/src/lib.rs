@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use capstan_cluster::{Cluster, ClusterError, Deleted, Ownership, PropagationPolicy};
 use capstan_core::ObjectRef;
+use capstan_core::stage::Stage;
 use capstan_health::HealthStatus;
 use capstan_plan::hooks;
 use capstan_plan::{Action, Change, Plan, PruneDecision, SYNC_OPTIONS_ANNOTATION, replace_allowed};
 use futures::{StreamExt, stream};
 use serde::Serialize;
+use tracing::Instrument;
 
 pub use capstan_plan::hooks::Phase;
 pub use order::{OrderError, Slot};
@@ -164,6 +166,18 @@ pub enum ApplyFailure {
     },
 }
 
+impl ApplyFailure {
+    /// The API server's answer this failure carries, if it came from the cluster.
+    pub fn cluster_error(&self) -> Option<&ClusterError> {
+        match self {
+            ApplyFailure::Rejected { source, .. } | ApplyFailure::Prune { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A failed apply: the failure, and everything that was changed before it (partial applies are real).
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}")]
@@ -202,7 +216,9 @@ pub async fn apply(
         return Err(ApplyError { failure, changed });
     }
     if options.prune
-        && let Err(failure) = prune(cluster, plan, options, &mut changed).await
+        && let Err(failure) = prune(cluster, plan, options, &mut changed)
+            .instrument(Stage::Prune.span())
+            .await
     {
         return Err(ApplyError { failure, changed });
     }
@@ -320,9 +336,11 @@ async fn apply_one(
             Action::Create => Outcome::Created,
             _ => Outcome::Configured,
         }),
-        Err(ClusterError::Rejected {
-            message, code: 422, ..
-        }) if message.contains("immutable") => {
+        Err(error) if error.is_immutable_field() => {
+            let message = match error {
+                ClusterError::Rejected { message, .. } => message,
+                other => other.to_string(),
+            };
             if !replace_allowed(&change.desired, options.replace) {
                 return Err(ApplyFailure::Immutable {
                     object: change.object.clone(),

@@ -132,7 +132,7 @@ async fn namespace_crd_and_custom_resource_in_one_sync_then_no_op() {
     // known unchanged.
     for change in &again.changes {
         assert_eq!(
-            change.not_dry_run.as_deref(),
+            change.not_dry_run.map(|r| r.as_str()),
             Some(capstan_plan::PROVEN_UNCHANGED),
             "{}",
             change.object

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use kube::core::response::StatusCause;
+
 /// Why Capstan could not reach or query the cluster. Each variant names the kubeconfig, context or
 /// server it is about, so a user knows which file or flag to fix.
 #[derive(Debug, thiserror::Error)]
@@ -70,5 +72,73 @@ pub enum ClusterError {
         code: u16,
         reason: String,
         message: String,
+        /// The status's `details.causes` (field, reason, message per field), empty when it had none.
+        causes: Vec<StatusCause>,
     },
+}
+
+/// The message apimachinery's `ValidateImmutableField` puts on each cause (`field.Invalid(path, value,
+/// FieldImmutableErrorMsg)` in `k8s.io/apimachinery/pkg/api/validation`). Kubernetes has no reason
+/// code for "immutable": the cause's type is the generic `FieldValueInvalid`, so this constant, part of
+/// apimachinery's API, is the only marker. It is matched on one cause's message, never on the whole
+/// error text.
+pub const FIELD_IMMUTABLE_MESSAGE: &str = "field is immutable";
+
+/// Whether one status cause says its field is immutable (see [`FIELD_IMMUTABLE_MESSAGE`]).
+pub fn is_immutable_cause(cause: &StatusCause) -> bool {
+    cause.reason == "FieldValueInvalid" && cause.message.ends_with(FIELD_IMMUTABLE_MESSAGE)
+}
+
+impl ClusterError {
+    /// The API server's status code and reason, when the API server answered with a status (as a
+    /// refusal, or inside a transport-level error that carries one).
+    pub fn status(&self) -> Option<(u16, &str)> {
+        match self {
+            ClusterError::Rejected { code, reason, .. } => Some((*code, reason.as_str())),
+            ClusterError::Request {
+                source: kube::Error::Api(status),
+                ..
+            }
+            | ClusterError::Client {
+                source: kube::Error::Api(status),
+                ..
+            } => Some((status.code, status.reason.as_str())),
+            _ => None,
+        }
+    }
+
+    /// RBAC (or an admission webhook) refused: HTTP 403 `Forbidden`.
+    pub fn is_forbidden(&self) -> bool {
+        self.status()
+            .is_some_and(|(code, reason)| code == 403 || reason == "Forbidden")
+    }
+
+    /// An optimistic-concurrency or field-ownership conflict: HTTP 409 `Conflict`.
+    pub fn is_conflict(&self) -> bool {
+        self.status()
+            .is_some_and(|(code, reason)| code == 409 && reason != "AlreadyExists")
+    }
+
+    /// A create of something that exists: HTTP 409 `AlreadyExists`.
+    pub fn is_already_exists(&self) -> bool {
+        self.status()
+            .is_some_and(|(code, reason)| code == 409 && reason == "AlreadyExists")
+    }
+
+    /// HTTP 404 `NotFound`.
+    pub fn is_not_found(&self) -> bool {
+        self.status()
+            .is_some_and(|(code, reason)| code == 404 || reason == "NotFound")
+    }
+
+    /// HTTP 422 `Invalid` because a field that may not change would change (see
+    /// [`is_immutable_cause`]).
+    pub fn is_immutable_field(&self) -> bool {
+        match self {
+            ClusterError::Rejected { code, causes, .. } => {
+                *code == 422 && causes.iter().any(is_immutable_cause)
+            }
+            _ => false,
+        }
+    }
 }

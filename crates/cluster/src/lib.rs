@@ -11,7 +11,7 @@ mod resources;
 mod throttle;
 
 pub use connect::{ConnectOptions, KubeconfigSource, RequestObserver};
-pub use error::ClusterError;
+pub use error::{ClusterError, FIELD_IMMUTABLE_MESSAGE, is_immutable_cause};
 pub use kube::api::PropagationPolicy;
 pub use resources::{Deleted, Ownership, ResolvedKind};
 pub use throttle::RateLimit;
@@ -154,6 +154,11 @@ impl Cluster {
                 code: status.code,
                 reason: status.reason.clone(),
                 message: status.message.clone(),
+                causes: status
+                    .details
+                    .as_ref()
+                    .map(|details| details.causes.clone())
+                    .unwrap_or_default(),
             },
             other => ClusterError::Request {
                 server: self.server_url.clone(),

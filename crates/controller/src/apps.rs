@@ -1,6 +1,10 @@
-//! The Application controller: a thin loop around the engine. Each reconciliation takes the app's
-//! GitRepository artifact (or its pinned commit), renders the app's path, plans or syncs through
-//! `capstan_engine::Engine`, reads health, and writes one status.
+//! The Application controller: a thin loop around the engine, as decide → act → report.
+//!
+//! Each reconciliation is admitted ([`decide::admit`]: suspend, `dependsOn`), takes the app's
+//! GitRepository artifact (or its pinned commit), renders the app's path through the engine's front
+//! half, names its trigger, and then follows [`decide::decide`]: record a new revision that changes
+//! nothing, plan, sync, or report. Health is read for everything the app owns, and
+//! [`status::build`] writes one status.
 //!
 //! Failure rules: a fetch or render failure changes nothing in the cluster (the engine is not even
 //! called); a plan failure writes nothing either (the engine's own rule); only an apply failure can
@@ -8,78 +12,61 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use capstan_apply::{Conflicts, Outcome as Applied};
+use capstan_api::crd::{
+    Application, DriftedObject, HealthState, HealthStatus, InventorySummary, PIN_ANNOTATION,
+    PlanSummary, REQUESTED_AT_ANNOTATION, SyncResult, SyncState, Trigger,
+};
 use capstan_core::ownership::AppId;
-use capstan_engine::{App, EngineError, Policy, SyncRequest};
-use capstan_health::{HealthRules, HealthStatus as Verdict};
-use capstan_plan::{Action as PlanAction, Plan};
-use capstan_render::{HelmOptions, JsonnetOptions, JsonnetValue, RenderOptions};
+use capstan_engine::apply::Outcome as Applied;
+use capstan_engine::health::HealthStatus as Verdict;
+use capstan_engine::plan::{Action as PlanAction, DesiredObject, Plan};
+use capstan_engine::{App, Checkout, EngineError, Stage, SyncRequest};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use tracing::Instrument;
 
-use crate::api::{
-    Application, ApplicationStatus, DriftedObject, HealthStatus, HistoryEntry, InventorySummary,
-    PIN_ANNOTATION, PlanSummary, REQUESTED_AT_ANNOTATION, SyncStatus, parse_duration,
-};
-use crate::conditions::{Outcome, conditions, is_ready};
+use crate::conditions::{Outcome, is_ready};
+pub use crate::decide::Dependencies;
+use crate::decide::{self, Admission, Changes, Decision, PlanFacts, Situation};
+use crate::status::{self, History, Report};
 use crate::{Context, ControllerError, now};
 
-const HISTORY: usize = 10;
 /// How soon to look again while objects are still progressing.
 const PROGRESS_POLL: Duration = Duration::from_secs(2);
-
-/// Why this reconciliation runs, as recorded in the history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Trigger {
-    Manual,
-    Rollback,
-    Spec,
-    Source,
-    /// A live object differs from Git while nothing else changed.
-    Drift,
-    Interval,
-}
-
-impl Trigger {
-    fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Rollback => "rollback",
-            Trigger::Spec => "spec",
-            Trigger::Source => "source",
-            Trigger::Drift => "drift",
-            Trigger::Interval => "interval",
-        }
-    }
-}
+/// How soon to look again while the GitRepository has no artifact.
+const SOURCE_POLL: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(
     app: Arc<Application>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
     let _busy = ctx.metrics.in_flight("application");
-    let started = Instant::now();
-    let timeout = parse_duration(&app.spec.timeout).unwrap_or(Duration::from_secs(300));
-    let result = match tokio::time::timeout(timeout, reconcile_inner(&app, &ctx)).await {
+    let timeout = app.spec.timeout;
+    let span = tracing::info_span!(target: "capstan::stage", "total", app = %key(&app));
+    let result = match tokio::time::timeout(timeout, reconcile_inner(&app, &ctx))
+        .instrument(span)
+        .await
+    {
         Ok(result) => result,
         Err(_) => {
+            let error = ControllerError::Timeout {
+                what: format!("Application {}", key(&app)),
+                after: timeout,
+            };
             let outcome = Outcome::Failed {
                 reason: "Timeout".into(),
                 message: format!("reconciliation did not finish within {timeout:?}"),
             };
-            write_status(&ctx, &app, app.status.clone().unwrap_or_default(), &outcome).await?;
-            Err(ControllerError::Reconcile {
-                app: key(&app),
-                message: outcome.message().to_string(),
-            })
+            write_status(&ctx, &app, &report_for(&app), &outcome).await?;
+            Err(error)
         }
     };
-    ctx.metrics.observe_stage("total", started.elapsed());
-    if result.is_ok() {
-        ctx.reset_backoff(&format!("app/{}", key(&app)));
+    match &result {
+        Ok(_) => ctx.reset_backoff(&format!("app/{}", key(&app))),
+        Err(error) => ctx.metrics.reconcile_error(error),
     }
     let label = if result.is_ok() { "success" } else { "error" };
     ctx.metrics
@@ -94,41 +81,44 @@ fn key(app: &Application) -> String {
     format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
 }
 
+/// A report that only records the generation this reconciliation saw.
+fn report_for(app: &Application) -> Report {
+    Report {
+        generation: app.metadata.generation,
+        ..Default::default()
+    }
+}
+
 async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, ControllerError> {
     let namespace = app.namespace().unwrap_or_default();
     let previous = app.status.clone().unwrap_or_default();
-    let interval =
-        parse_duration(&app.spec.sync_policy.interval).unwrap_or(Duration::from_secs(300));
-    if app.spec.suspend {
-        return Ok(Action::await_change());
-    }
-    let mut status = previous.clone();
-    status.observed_generation = app.metadata.generation;
+    let spec = app.spec.app_spec();
+    let interval = spec.sync_policy.interval;
+    let mut report = report_for(app);
 
     // Dependencies first: nothing is fetched or rendered for an app that may not sync yet.
-    match ctx.dependency_state(app) {
-        Dependencies::Ready => {}
-        Dependencies::Cycle(path) => {
+    match decide::admit(app.spec.suspend, &ctx.dependency_state(app)) {
+        Admission::Proceed => {}
+        Admission::Suspended => return Ok(Action::await_change()),
+        Admission::Cycle { path } => {
             let outcome = Outcome::Stalled {
                 reason: "DependencyCycle".into(),
                 message: format!("dependsOn forms a cycle: {path}"),
             };
-            write_status(ctx, app, status, &outcome).await?;
+            write_status(ctx, app, &report, &outcome).await?;
             return Ok(Action::await_change());
         }
-        Dependencies::Waiting(which) => {
+        Admission::Waiting { which, requeue } => {
             let outcome = Outcome::Progressing {
                 reason: "DependencyNotReady".into(),
                 message: format!("waiting for {which} to be Ready"),
             };
-            write_status(ctx, app, status, &outcome).await?;
-            // A dependency turning Ready triggers this app; the requeue is a safety net.
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            write_status(ctx, app, &report, &outcome).await?;
+            return Ok(Action::requeue(requeue));
         }
     }
 
     // Source: the shared artifact, or the pinned commit.
-    let fetch_started = Instant::now();
     let pinned = app.annotations().get(PIN_ANNOTATION).cloned();
     let artifact = match &pinned {
         None => match ctx
@@ -145,35 +135,41 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
                         app.spec.source_ref.name
                     ),
                 };
-                write_status(ctx, app, status, &outcome).await?;
-                return Ok(Action::requeue(Duration::from_secs(10)));
+                write_status(ctx, app, &report, &outcome).await?;
+                return Ok(Action::requeue(SOURCE_POLL));
             }
         },
         Some(commit) => {
-            match fetch_pinned(ctx, &namespace, &app.spec.source_ref.name, commit).await {
+            let fetched = fetch_pinned(ctx, &namespace, &app.spec.source_ref.name, commit)
+                .instrument(Stage::Source.span())
+                .await;
+            match fetched {
                 Ok(artifact) => Arc::new(artifact),
                 Err(error) => {
                     let outcome = Outcome::Failed {
                         reason: "FetchFailed".into(),
                         message: format!("pinned revision {commit}: {error}"),
                     };
-                    write_status(ctx, app, status, &outcome).await?;
+                    write_status(ctx, app, &report, &outcome).await?;
                     return Err(error);
                 }
             }
         }
     };
-    status.pinned_revision = pinned.clone();
-    ctx.metrics.observe_stage("fetch", fetch_started.elapsed());
+    report.pinned_revision = Some(pinned.clone());
+    let revision = artifact.revision.clone();
+    let app_span = capstan_engine::stage::app_span(&app_id(app), &revision);
 
     // Render: a failure renders nothing and touches nothing.
-    let render_started = Instant::now();
-    let desired = match render(ctx, app, &artifact.checkout).await {
+    let desired = match render(ctx, app, &artifact.checkout)
+        .instrument(app_span.clone())
+        .await
+    {
         Ok(desired) => desired,
-        Err(message) => {
+        Err(error) => {
             let outcome = Outcome::Stalled {
                 reason: "RenderFailed".into(),
-                message: format!("revision {}: {message}", artifact.revision),
+                message: format!("revision {revision}: {error}"),
             };
             ctx.kube
                 .event(
@@ -184,162 +180,165 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
                     outcome.message().to_string(),
                 )
                 .await;
-            record_failure(&mut status, &artifact.revision, Trigger::Source, &outcome);
-            write_status(ctx, app, status, &outcome).await?;
+            report.history = Some(History {
+                revision,
+                trigger: Trigger::Source,
+                result: SyncResult::Failed,
+                message: outcome.message().to_string(),
+            });
+            write_status(ctx, app, &report, &outcome).await?;
             return Ok(Action::requeue(interval));
         }
     };
-    ctx.metrics
-        .observe_stage("render", render_started.elapsed());
 
     let engine = ctx.engine_for(app)?;
-    let engine_app = engine_app(app)?;
-    let rules = health_rules(app)?;
+    let engine_app = App::new(app_id(app), &spec);
+    let rules = capstan_engine::spec::health_rules(&spec)?;
     let requested = app.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
-    let trigger = if requested.is_some() && requested != previous.last_handled_request {
-        Trigger::Manual
-    } else if pinned.is_some() && pinned != previous.pinned_revision {
-        Trigger::Rollback
-    } else if previous.observed_generation != app.metadata.generation {
-        Trigger::Spec
-    } else if previous.sync.as_ref().map(|s| &s.revision) != Some(&artifact.revision) {
-        Trigger::Source
-    } else {
-        Trigger::Interval
-    };
-    status.last_handled_request = requested;
+    let trigger = decide::trigger(&Changes {
+        requested: requested.is_some() && requested != previous.last_handled_request,
+        pin_changed: pinned.is_some() && pinned != previous.pinned_revision,
+        spec_changed: previous.observed_generation != app.metadata.generation,
+        new_revision: previous.sync.as_ref().map(|s| &s.revision) != Some(&revision),
+    });
+    report.last_handled_request = Some(requested);
 
     // A monorepo commit wakes every app of the repository; for an app whose rendered objects did
-    // not change and that was in sync, the new revision changes nothing: record it and stop. (Live
-    // drift is still caught by the drift watches and the interval.)
+    // not change and that was in sync, the new revision changes nothing. (Live drift is still
+    // caught by the drift watches and the interval.)
     let inputs = desired_digest(&desired);
     let key = key(app);
-    let settled = status.sync.as_ref().is_some_and(|s| s.status == "Synced")
+    let settled = previous
+        .sync
+        .as_ref()
+        .is_some_and(|s| s.status == SyncState::Synced)
         && is_ready(&previous.conditions, app.metadata.generation);
-    if trigger == Trigger::Source && settled && ctx.same_inputs(&key, inputs) {
-        if let Some(sync) = status.sync.as_mut() {
-            sync.revision = artifact.revision.clone();
-        }
-        let outcome = Outcome::Ready {
-            reason: "Synced".into(),
-            message: format!("unchanged at {}", artifact.revision),
-        };
-        write_status(ctx, app, status, &outcome).await?;
-        return Ok(Action::requeue(interval));
-    }
+    let mut situation = Situation {
+        trigger,
+        policy: &spec.sync_policy,
+        unchanged_inputs: settled && ctx.same_inputs(&key, inputs),
+        plan: None,
+    };
 
-    let sync_started = Instant::now();
-    let policy = &app.spec.sync_policy;
-    // New revisions, spec changes, rollbacks and manual requests sync at once (automated apps): the
-    // sync plans itself, so a separate plan would dry-run every object twice. Otherwise plan first:
-    // it says whether anything differs (and who changed it) without writing.
-    let sync_directly = trigger == Trigger::Manual
-        || (policy.automated
-            && matches!(trigger, Trigger::Source | Trigger::Spec | Trigger::Rollback));
-    let (planned, differs, drifted, trigger) = if sync_directly {
-        (None, true, Vec::new(), trigger)
-    } else {
-        let plan = match engine.plan(&engine_app, desired.clone()).await {
-            Ok(plan) => plan,
-            Err(error) => {
-                return engine_failed(ctx, app, status, &artifact.revision, trigger, error).await;
+    // Act on the decisions until one ends the sync step: plan at most once.
+    let mut planned: Option<Plan> = None;
+    let (plan, trigger, in_sync, synced) = loop {
+        match decide::decide(&situation) {
+            Decision::RecordRevision => {
+                report.sync = Some(SyncState::Synced);
+                report.revision = Some(revision.clone());
+                let outcome = Outcome::Ready {
+                    reason: "Synced".into(),
+                    message: format!("unchanged at {revision}"),
+                };
+                write_status(ctx, app, &report, &outcome).await?;
+                return Ok(Action::requeue(interval));
             }
-        };
-        let drifted = drifted_objects(&plan);
-        let differs = plan.has_changes(policy.prune);
-        let trigger = if trigger == Trigger::Interval && differs {
-            ctx.metrics.drift_events.inc();
-            Trigger::Drift
-        } else {
-            trigger
-        };
-        (Some(plan), differs, drifted, trigger)
-    };
-    // Automated apps sync new revisions, spec changes and manual requests; drift only with selfHeal.
-    let wants_sync = sync_directly
-        || (policy.automated && differs && (trigger != Trigger::Drift || policy.self_heal));
-    let mut sync_message = None;
-    let plan = match planned {
-        Some(plan) if !wants_sync => plan,
-        _ => {
-            let request = SyncRequest {
-                prune: policy.prune,
-                expected_plan: None,
-            };
-            match engine.sync(&engine_app, desired, &request).await {
-                Ok(report) => {
-                    let applied = report.changes.count(Applied::Created)
-                        + report.changes.count(Applied::Configured)
-                        + report.changes.count(Applied::Replaced);
-                    let pruned = report.changes.count(Applied::Pruned);
-                    ctx.metrics.objects_applied.inc_by(applied as u64);
-                    ctx.metrics.objects_pruned.inc_by(pruned as u64);
-                    let message = format!(
-                        "applied {applied} object(s), pruned {pruned} at {}",
-                        artifact.revision
-                    );
-                    if applied + pruned > 0 {
-                        ctx.kube
-                            .event(app, false, "Synced", "Sync", message.clone())
-                            .await;
+            Decision::Plan => {
+                let plan = match engine
+                    .plan(&engine_app, desired.clone())
+                    .instrument(app_span.clone())
+                    .await
+                {
+                    Ok(plan) => plan,
+                    Err(error) => {
+                        return engine_failed(ctx, app, report, &revision, trigger, error).await;
                     }
-                    sync_message = Some(message);
-                    report.plan
+                };
+                situation.plan = Some(PlanFacts {
+                    changes: plan.has_changes(false),
+                    prunes: plan.prunes().next().is_some(),
+                });
+                planned = Some(plan);
+            }
+            Decision::Report { trigger, in_sync } => {
+                let Some(plan) = planned.take() else {
+                    unreachable_plan();
+                    return Ok(Action::requeue(interval));
+                };
+                if trigger == Trigger::Drift {
+                    ctx.metrics.drift_events.inc();
                 }
-                Err(error) => {
-                    return engine_failed(ctx, app, status, &artifact.revision, trigger, error)
-                        .await;
+                break (plan, trigger, in_sync, None);
+            }
+            Decision::Sync { trigger } => {
+                if trigger == Trigger::Drift {
+                    ctx.metrics.drift_events.inc();
+                }
+                let request = SyncRequest {
+                    prune: spec.sync_policy.prune,
+                    expected_plan: None,
+                };
+                match engine
+                    .sync(&engine_app, desired, &request)
+                    .instrument(app_span.clone())
+                    .await
+                {
+                    Ok(report) => {
+                        let applied = report.changes.count(Applied::Created)
+                            + report.changes.count(Applied::Configured)
+                            + report.changes.count(Applied::Replaced);
+                        let pruned = report.changes.count(Applied::Pruned);
+                        ctx.metrics.objects_applied.inc_by(applied as u64);
+                        ctx.metrics.objects_pruned.inc_by(pruned as u64);
+                        let message =
+                            format!("applied {applied} object(s), pruned {pruned} at {revision}");
+                        tracing::info!(app = %key, %revision, %trigger, applied, pruned, "synced");
+                        if applied + pruned > 0 {
+                            ctx.kube
+                                .event(app, false, "Synced", "Sync", message.clone())
+                                .await;
+                        }
+                        break (report.plan, trigger, true, Some(message));
+                    }
+                    Err(error) => {
+                        return engine_failed(ctx, app, report, &revision, trigger, error).await;
+                    }
                 }
             }
         }
     };
-    ctx.metrics.observe_stage("sync", sync_started.elapsed());
-    let in_sync = sync_message.is_some() || !differs;
-    status.sync = Some(SyncStatus {
-        status: if in_sync { "Synced" } else { "OutOfSync" }.into(),
-        revision: artifact.revision.clone(),
+    report.sync = Some(if in_sync {
+        SyncState::Synced
+    } else {
+        SyncState::OutOfSync
     });
-    status.drift = if sync_message.is_some() {
+    report.revision = Some(revision.clone());
+    report.drift = Some(if synced.is_some() {
         Vec::new()
     } else {
-        drifted
-    };
-    status.last_plan = Some(plan_summary(&plan));
-    if let Some(message) = &sync_message {
-        push_history(
-            &mut status,
-            HistoryEntry {
-                revision: artifact.revision.clone(),
-                time: now(),
-                result: "Succeeded".into(),
-                trigger: trigger.as_str().into(),
-                message: message.clone(),
-            },
-        );
+        drifted_objects(&plan)
+    });
+    report.last_plan = Some(plan_summary(&plan));
+    if let Some(message) = synced {
+        report.history = Some(History {
+            revision: revision.clone(),
+            trigger,
+            result: SyncResult::Succeeded,
+            message,
+        });
     }
 
     // Health of everything the app owns now.
-    let health_started = Instant::now();
     let objects = engine
         .inventory(&engine_app)
         .await
-        .map_err(|e| engine_error(app, e))?;
+        .map_err(|source| engine_error(app, source))?;
     ctx.drift.watch(&objects);
     let mut kinds = BTreeMap::new();
     for object in &objects {
         *kinds.entry(object.kind.clone()).or_insert(0) += 1;
     }
-    status.inventory = Some(InventorySummary {
+    report.inventory = Some(InventorySummary {
         objects: objects.len(),
         kinds,
     });
     let health = engine
         .health(&objects, &rules)
+        .instrument(app_span.clone())
         .await
-        .map_err(|e| engine_error(app, e))?;
-    let summary = capstan_health::summarize(&health);
-    ctx.metrics
-        .observe_stage("health", health_started.elapsed());
+        .map_err(|source| engine_error(app, source))?;
+    let summary = capstan_engine::health::summarize(&health);
     let health_message = summary
         .pending
         .iter()
@@ -347,28 +346,24 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
         .map(|(object, health)| format!("{object}: {}", health.message))
         .collect::<Vec<_>>()
         .join("; ");
-    status.health = Some(HealthStatus {
-        status: format!("{:?}", summary.status),
+    report.health = Some(HealthStatus {
+        status: health_state(summary.status),
         message: health_message.clone(),
     });
     let outcome = match summary.status {
         Verdict::Current if in_sync => Outcome::Ready {
             reason: "Synced".into(),
-            message: format!(
-                "{} object(s) at {} are healthy",
-                summary.total, artifact.revision
-            ),
+            message: format!("{} object(s) at {revision} are healthy", summary.total),
         },
         Verdict::Current => Outcome::Progressing {
             reason: "OutOfSync".into(),
             message: format!(
-                "{} object(s) differ from {}",
+                "{} object(s) differ from {revision}",
                 plan.changes
                     .iter()
                     .filter(|c| c.action != PlanAction::Unchanged && !c.hook)
                     .count()
                     + plan.prunes().count(),
-                artifact.revision
             ),
         },
         Verdict::Failed => Outcome::Failed {
@@ -391,7 +386,7 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
     } else {
         ctx.forget_inputs(&key);
     }
-    write_status(ctx, app, status, &outcome).await?;
+    write_status(ctx, app, &report, &outcome).await?;
     if became_ready {
         ctx.trigger_dependents(app);
     }
@@ -400,6 +395,26 @@ async fn reconcile_inner(app: &Application, ctx: &Context) -> Result<Action, Con
     } else {
         interval
     }))
+}
+
+/// `decide` asks for a report only after a plan was made; reaching this is a bug, logged.
+fn unreachable_plan() {
+    tracing::error!("decision to report without a plan");
+}
+
+fn app_id(app: &Application) -> AppId {
+    AppId::new(app.namespace().unwrap_or_default(), app.name_any())
+}
+
+fn health_state(status: Verdict) -> HealthState {
+    match status {
+        Verdict::Current => HealthState::Current,
+        Verdict::InProgress => HealthState::InProgress,
+        Verdict::Failed => HealthState::Failed,
+        Verdict::Terminating => HealthState::Terminating,
+        Verdict::NotFound => HealthState::NotFound,
+        Verdict::Unknown => HealthState::Unknown,
+    }
 }
 
 async fn fetch_pinned(
@@ -422,125 +437,24 @@ async fn fetch_pinned(
     Ok(ctx.sources.fetch(&spec).await?)
 }
 
+/// The engine's front half on the artifact's checkout.
 async fn render(
     ctx: &Context,
     app: &Application,
     checkout: &std::path::Path,
-) -> Result<Vec<capstan_plan::DesiredObject>, String> {
-    let options = render_options(app)?;
-    let engine = ctx.renderer.clone();
-    let root = checkout.to_path_buf();
-    let path = std::path::PathBuf::from(&app.spec.path);
-    let shown = app.spec.path.clone();
-    let rendered = tokio::task::spawn_blocking(move || engine.render(&root, &path, &options))
-        .await
-        .map_err(|e| format!("render task failed: {e}"))?
-        .map_err(|e| format!("rendering {shown}: {e}"))?;
-    capstan_engine::desired_objects(&rendered).map_err(|e| e.to_string())
-}
-
-fn render_options(app: &Application) -> Result<RenderOptions, String> {
-    let spec = &app.spec.render;
-    let renderer = spec
-        .renderer
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: String| format!("spec.render.renderer: {e}"))?;
-    let helm = spec.helm.clone().unwrap_or_default();
-    let jsonnet = spec.jsonnet.clone().unwrap_or_default();
-    let variables = |field: &str, list: &[crate::api::JsonnetVariable]| {
-        let mut map = BTreeMap::new();
-        for variable in list {
-            let value = if variable.code {
-                JsonnetValue::Code(variable.value.clone())
-            } else {
-                JsonnetValue::String(variable.value.clone())
-            };
-            if map.insert(variable.name.clone(), value).is_some() {
-                return Err(format!(
-                    "spec.render.jsonnet.{field}: {:?} is given twice",
-                    variable.name
-                ));
-            }
-        }
-        Ok(map)
+) -> Result<Vec<DesiredObject>, EngineError> {
+    let options = capstan_engine::spec::render_options(&app.spec.app_spec())?;
+    let checkout = Checkout {
+        root: checkout.to_path_buf(),
+        path: std::path::PathBuf::from(&app.spec.path),
+        shown: app.spec.path.clone(),
     };
-    Ok(RenderOptions {
-        renderer,
-        include: spec.include.clone(),
-        exclude: spec.exclude.clone(),
-        helm: HelmOptions {
-            release_name: helm.release_name,
-            namespace: Some(app.spec.destination.namespace.clone()),
-            values_files: helm.values_files,
-            values: helm.values,
-            ..Default::default()
-        },
-        jsonnet: JsonnetOptions {
-            main: jsonnet.main,
-            ext_vars: variables("extVars", &jsonnet.ext_vars)?,
-            tlas: variables("tlas", &jsonnet.tlas)?,
-            jpath: jsonnet.jpath,
-        },
-        ..Default::default()
-    })
-}
-
-fn engine_app(app: &Application) -> Result<App, ControllerError> {
-    let policy = &app.spec.sync_policy;
-    let conflicts = match policy.conflicts.as_str() {
-        "TakeOwnership" => Conflicts::TakeOwnership,
-        "Fail" => Conflicts::Fail,
-        other => {
-            return Err(ControllerError::InvalidSpec {
-                field: "spec.syncPolicy.conflicts".into(),
-                message: format!("{other:?} is not TakeOwnership or Fail"),
-            });
-        }
-    };
-    Ok(App {
-        id: AppId::new(app.namespace().unwrap_or_default(), app.name_any()),
-        destination_namespace: app.spec.destination.namespace.clone(),
-        policy: Policy {
-            prune: policy.prune,
-            conflicts,
-            replace: policy.replace,
-            // The plan checks the rules (bad pointers stall the app naming the rule).
-            ignore_differences: app
-                .spec
-                .ignore_differences
-                .iter()
-                .map(|rule| capstan_plan::IgnoreDifference {
-                    group: rule.group.clone(),
-                    kind: rule.kind.clone(),
-                    name: rule.name.clone(),
-                    namespace: rule.namespace.clone(),
-                    json_pointers: rule.json_pointers.clone(),
-                    managers: rule.managers.clone(),
-                })
-                .collect(),
-            ..Default::default()
-        },
-    })
-}
-
-fn health_rules(app: &Application) -> Result<HealthRules, ControllerError> {
-    let mut rules = HealthRules::new();
-    for (index, check) in app.spec.health_checks.iter().enumerate() {
-        rules
-            .add(&check.group, &check.kind, &check.cel)
-            .map_err(|e| ControllerError::InvalidSpec {
-                field: format!("spec.healthChecks[{index}]"),
-                message: e.to_string(),
-            })?;
-    }
-    Ok(rules)
+    capstan_engine::desired::render(ctx.renderer.clone(), checkout, options).await
 }
 
 /// A digest of the desired objects (as rendered, before the plan marks them), to tell whether a new
 /// revision changed anything for this app.
-fn desired_digest(desired: &[capstan_plan::DesiredObject]) -> u64 {
+fn desired_digest(desired: &[DesiredObject]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for object in desired {
@@ -583,32 +497,29 @@ fn plan_summary(plan: &Plan) -> PlanSummary {
     }
 }
 
-fn push_history(status: &mut ApplicationStatus, entry: HistoryEntry) {
-    status.history.insert(0, entry);
-    status.history.truncate(HISTORY);
+/// How a failed plan or sync ends the reconciliation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// An RBAC denial: needs a rights change.
+    Forbidden,
+    /// A rejected object, an empty render that would prune, a bad document or spec: needs a new
+    /// commit or spec.
+    PlanFailed,
+    /// Anything else: retried with backoff.
+    SyncFailed,
 }
 
-fn record_failure(
-    status: &mut ApplicationStatus,
-    revision: &str,
-    trigger: Trigger,
-    outcome: &Outcome,
-) {
-    // One entry per failing revision, not one per retry.
-    let repeated = status.history.first().is_some_and(|h| {
-        h.revision == revision && h.result == "Failed" && h.message == outcome.message()
-    });
-    if !repeated {
-        push_history(
-            status,
-            HistoryEntry {
-                revision: revision.to_string(),
-                time: now(),
-                result: "Failed".into(),
-                trigger: trigger.as_str().into(),
-                message: crate::conditions::truncate(outcome.message(), 1024),
-            },
-        );
+/// Sorts an engine error by its type and the API status inside it, never by its text.
+fn classify(error: &EngineError) -> Failure {
+    if error.is_forbidden() {
+        return Failure::Forbidden;
+    }
+    match error {
+        EngineError::Plan { .. }
+        | EngineError::EmptyRender { .. }
+        | EngineError::NotAnObject { .. }
+        | EngineError::Spec(_) => Failure::PlanFailed,
+        _ => Failure::SyncFailed,
     }
 }
 
@@ -617,82 +528,73 @@ fn record_failure(
 async fn engine_failed(
     ctx: &Context,
     app: &Application,
-    mut status: ApplicationStatus,
+    mut report: Report,
     revision: &str,
     trigger: Trigger,
     error: EngineError,
 ) -> Result<Action, ControllerError> {
     let message = error.to_string();
-    let forbidden = message.contains("forbidden") || message.contains("Forbidden");
-    let outcome = match &error {
-        _ if forbidden => Outcome::Stalled {
-            reason: "Forbidden".into(),
-            message: message.clone(),
-        },
-        EngineError::Plan { .. }
-        | EngineError::EmptyRender { .. }
-        | EngineError::NotAnObject { .. } => Outcome::Stalled {
-            reason: "PlanFailed".into(),
-            message: message.clone(),
-        },
-        _ => Outcome::Failed {
-            reason: "SyncFailed".into(),
-            message: message.clone(),
-        },
+    let (outcome, stalled) = match classify(&error) {
+        Failure::Forbidden => (
+            Outcome::Stalled {
+                reason: "Forbidden".into(),
+                message: message.clone(),
+            },
+            true,
+        ),
+        Failure::PlanFailed => (
+            Outcome::Stalled {
+                reason: "PlanFailed".into(),
+                message: message.clone(),
+            },
+            true,
+        ),
+        Failure::SyncFailed => (
+            Outcome::Failed {
+                reason: "SyncFailed".into(),
+                message: message.clone(),
+            },
+            false,
+        ),
     };
+    tracing::info!(app = %key(app), trigger = %trigger, reason = outcome.reason(), %message, "sync failed");
     ctx.kube
         .event(app, true, outcome.reason(), "Sync", message.clone())
         .await;
-    record_failure(&mut status, revision, trigger, &outcome);
-    if let Some(sync) = &mut status.sync {
-        sync.status = "OutOfSync".into();
-    }
-    let stalled = matches!(outcome, Outcome::Stalled { .. });
-    write_status(ctx, app, status, &outcome).await?;
-    if stalled {
-        let interval =
-            parse_duration(&app.spec.sync_policy.interval).unwrap_or(Duration::from_secs(300));
-        return Ok(Action::requeue(interval));
-    }
-    Err(ControllerError::Reconcile {
-        app: key(app),
+    report.history = Some(History {
+        revision: revision.to_string(),
+        trigger,
+        result: SyncResult::Failed,
         message,
-    })
+    });
+    // Out of sync, at the revision last synced or compared.
+    report.sync = Some(SyncState::OutOfSync);
+    write_status(ctx, app, &report, &outcome).await?;
+    if stalled {
+        return Ok(Action::requeue(app.spec.sync_policy.interval));
+    }
+    Err(engine_error(app, error))
 }
 
-fn engine_error(app: &Application, error: EngineError) -> ControllerError {
-    ControllerError::Reconcile {
+fn engine_error(app: &Application, source: EngineError) -> ControllerError {
+    ControllerError::Engine {
         app: key(app),
-        message: error.to_string(),
+        source: Box::new(source),
     }
 }
 
 async fn write_status(
     ctx: &Context,
     app: &Application,
-    mut status: ApplicationStatus,
+    report: &Report,
     outcome: &Outcome,
 ) -> Result<(), ControllerError> {
     let previous = app.status.clone().unwrap_or_default();
-    status.conditions = conditions(
-        &previous.conditions,
-        outcome,
-        app.metadata.generation,
-        &now(),
-    );
+    let status = status::build(&previous, report, outcome, &now());
     if app.status.as_ref() != Some(&status) {
         ctx.kube.patch_status(app, &status).await?;
     }
     Ok(())
-}
-
-/// What `dependsOn` allows now.
-pub enum Dependencies {
-    Ready,
-    /// The first dependency that is missing or not Ready.
-    Waiting(String),
-    /// A cycle through this app, e.g. `ns/a → ns/b → ns/a`.
-    Cycle(String),
 }
 
 /// Looks for a dependency cycle reachable from `start` in `edges` (app key → dependency keys).
@@ -769,35 +671,5 @@ mod tests {
             }
         };
         assert_eq!(find_cycle("x", &acyclic), None);
-    }
-
-    #[test]
-    fn history_keeps_the_last_ten_newest_first() {
-        let mut status = ApplicationStatus::default();
-        for i in 0..12 {
-            push_history(
-                &mut status,
-                HistoryEntry {
-                    revision: format!("r{i}"),
-                    ..Default::default()
-                },
-            );
-        }
-        assert_eq!(status.history.len(), 10);
-        assert_eq!(status.history[0].revision, "r11");
-        let failed = Outcome::Stalled {
-            reason: "RenderFailed".into(),
-            message: "bad".into(),
-        };
-        record_failure(&mut status, "r12", Trigger::Source, &failed);
-        record_failure(&mut status, "r12", Trigger::Interval, &failed);
-        assert_eq!(
-            status
-                .history
-                .iter()
-                .filter(|h| h.revision == "r12")
-                .count(),
-            1
-        );
     }
 }

@@ -10,9 +10,9 @@
 //! the CLI uses. [`drift`] watches owned objects' metadata and wakes their app. [`server`] serves
 //! health, metrics and webhooks. With leader election, only the Lease holder runs the controllers.
 
-pub mod api;
 pub mod apps;
 pub mod conditions;
+pub mod decide;
 pub mod drift;
 pub mod install;
 pub mod kube_api;
@@ -20,6 +20,10 @@ pub mod metrics;
 pub mod ops;
 pub mod server;
 pub mod sources;
+pub mod status;
+
+/// The custom resources (`GitRepository`, `Application`) live with the one app spec in capstan-api.
+pub use capstan_api::crd as api;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +33,7 @@ use std::time::Duration;
 
 use capstan_cluster::{Cluster, ConnectOptions};
 use capstan_engine::Engine;
-use capstan_render::{Limits, RenderEngine, Tools};
+use capstan_engine::render::{Limits, RenderEngine, Tools};
 use capstan_source::{CacheOptions, SourceCache};
 use futures::StreamExt;
 use kube::ResourceExt;
@@ -44,6 +48,7 @@ use apps::Dependencies;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    /// A request of the controller's own plumbing (its CRs, Secrets, status, Events) failed.
     #[error("{what}: {source}")]
     Kube {
         what: String,
@@ -54,16 +59,31 @@ pub enum ControllerError {
     Cluster(#[from] capstan_cluster::ClusterError),
     #[error(transparent)]
     Source(#[from] capstan_source::SourceError),
-    #[error("GitRepository {repository}: {message}")]
-    Fetch { repository: String, message: String },
+    /// A GitRepository's fetch failed; its status says why.
+    #[error("GitRepository {repository}: {source}")]
+    Fetch {
+        repository: String,
+        #[source]
+        source: Box<ControllerError>,
+    },
+    #[error("{what}: did not finish within {after:?}")]
+    Timeout { what: String, after: Duration },
     #[error("Secret {secret} not found")]
     MissingSecret { secret: String },
     #[error("Secret {secret}: {message}")]
     InvalidSecret { secret: String, message: String },
     #[error("{field}: {message}")]
     InvalidSpec { field: String, message: String },
-    #[error("Application {app}: {message}")]
-    Reconcile { app: String, message: String },
+    /// An Application spec the API server admitted but the stages cannot use.
+    #[error(transparent)]
+    Spec(#[from] capstan_engine::SpecError),
+    /// The engine failed for an Application (plan, sync, inventory or health).
+    #[error("Application {app}: {source}")]
+    Engine {
+        app: String,
+        #[source]
+        source: Box<capstan_engine::EngineError>,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -76,10 +96,44 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("leader election: {0}")]
-    Leader(String),
+    #[error("leader election: {source}")]
+    Leader {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("leader election: the lease manager stopped")]
+    LeaseManagerStopped,
     #[error("lost the leader lease; stopping so that only one replica writes")]
     LostLeadership,
+}
+
+impl ControllerError {
+    /// A short, stable name of the error's kind: the `error` label of the reconcile error metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ControllerError::Kube { .. } => "kube",
+            ControllerError::Cluster(_) => "cluster",
+            ControllerError::Source(_) => "source",
+            ControllerError::Fetch { .. } => "fetch",
+            ControllerError::Timeout { .. } => "timeout",
+            ControllerError::MissingSecret { .. } | ControllerError::InvalidSecret { .. } => {
+                "secret"
+            }
+            ControllerError::InvalidSpec { .. } | ControllerError::Spec(_) => "spec",
+            ControllerError::Engine { source, .. } => match source.as_ref() {
+                capstan_engine::EngineError::Plan { .. } => "plan",
+                capstan_engine::EngineError::Apply { .. } => "apply",
+                capstan_engine::EngineError::Inventory(_) => "inventory",
+                capstan_engine::EngineError::Unhealthy { .. } => "health",
+                _ => "engine",
+            },
+            ControllerError::Io { .. } => "io",
+            ControllerError::Serve { .. } => "serve",
+            ControllerError::Leader { .. }
+            | ControllerError::LeaseManagerStopped
+            | ControllerError::LostLeadership => "leader",
+        }
+    }
 }
 
 /// How to run the controller.
@@ -284,27 +338,21 @@ impl Context {
         let mut counts: HashMap<(String, String), i64> = HashMap::new();
         for app in self.apps.state() {
             let status = app.status.clone().unwrap_or_default();
-            let sync = status
-                .sync
-                .map(|s| s.status)
-                .unwrap_or_else(|| "Unknown".into());
-            let health = status
-                .health
-                .map(|h| h.status)
-                .unwrap_or_else(|| "Unknown".into());
-            *counts.entry((sync, health)).or_default() += 1;
+            let sync = status.sync.map(|s| s.status).unwrap_or_default();
+            let health = status.health.map(|h| h.status).unwrap_or_default();
+            *counts
+                .entry((sync.to_string(), health.to_string()))
+                .or_default() += 1;
         }
         self.metrics.set_app_counts(counts);
     }
 
     /// Exponential backoff per object from the retry policy; `reset` after a success.
-    fn backoff(&self, key: String, base: Duration, factor: u32, max: Duration) -> Duration {
+    fn backoff(&self, key: String, retry: &api::Retry) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let count = failures.entry(key).or_default();
         *count = count.saturating_add(1);
-        let multiplier = u64::from(factor.max(1)).saturating_pow(count.saturating_sub(1).min(20));
-        base.saturating_mul(u32::try_from(multiplier).unwrap_or(u32::MAX))
-            .min(max)
+        retry.backoff_after(*count)
     }
 
     fn same_inputs(&self, app: &str, digest: u64) -> bool {
@@ -420,7 +468,9 @@ pub async fn run(
         .with_grace(1)
         .build()
         .await
-        .map_err(|e| ControllerError::Leader(e.to_string()))?;
+        .map_err(|e| ControllerError::Leader {
+            source: Box::new(e),
+        })?;
         let (mut channel, task) = manager.watch().await;
         let mut shutdown_requested = Box::pin(shutdown_signal_clone(stop_rx.clone()));
         tracing::info!(identity = %options.identity, "waiting for the leader lease");
@@ -431,7 +481,7 @@ pub async fn run(
             tokio::select! {
                 changed = channel.changed() => {
                     if changed.is_err() {
-                        return Err(ControllerError::Leader("lease manager stopped".into()));
+                        return Err(ControllerError::LeaseManagerStopped);
                     }
                 }
                 _ = &mut shutdown_requested => return Ok(()),
@@ -546,18 +596,20 @@ fn repo_error_policy(
         repo.namespace().unwrap_or_default(),
         repo.name_any()
     );
-    Action::requeue(ctx.backoff(key, Duration::from_secs(2), 2, Duration::from_secs(300)))
+    let retry = api::Retry {
+        backoff: Duration::from_secs(2),
+        factor: 2,
+        max_backoff: Duration::from_secs(300),
+    };
+    Action::requeue(ctx.backoff(key, &retry))
 }
 
 fn app_error_policy(app: Arc<Application>, error: &ControllerError, ctx: Arc<Context>) -> Action {
     tracing::warn!(app = %app.name_any(), %error, "Application reconcile failed");
-    let retry = &app.spec.sync_policy.retry;
-    let base = api::parse_duration(&retry.backoff).unwrap_or(Duration::from_secs(5));
-    let max = api::parse_duration(&retry.max_backoff).unwrap_or(Duration::from_secs(300));
     let key = format!(
         "app/{}/{}",
         app.namespace().unwrap_or_default(),
         app.name_any()
     );
-    Action::requeue(ctx.backoff(key, base, retry.factor, max))
+    Action::requeue(ctx.backoff(key, &app.spec.sync_policy.retry))
 }

@@ -1,8 +1,8 @@
 //! The controller's Prometheus metrics (prometheus-client), served on `/metrics`.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +15,12 @@ use prometheus_client::registry::Registry;
 pub struct StageLabels {
     /// fetch, render, plan/sync, health, total.
     pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `ControllerError::metric_label`.
+    pub error: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +50,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     pub reconcile_duration: Family<StageLabels, Histogram>,
     pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub apps: Family<AppStatusLabels, Gauge>,
     pub objects_applied: Counter,
     pub objects_pruned: Counter,
@@ -65,12 +72,11 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("capstan");
-        let reconcile_duration = Family::<StageLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 16))
-        });
+        let reconcile_duration = STAGE_DURATIONS.clone();
         registry.register(
             "reconcile_duration_seconds",
-            "Time spent per reconciliation stage (fetch, render, sync, health, total)",
+            "Time spent per stage (source, render, plan, apply, prune, health) and per \
+             reconciliation (total), from the stages' tracing spans",
             reconcile_duration.clone(),
         );
         let reconciles = Family::<ResultLabels, Counter>::default();
@@ -78,6 +84,12 @@ impl Metrics {
             "reconciles",
             "Application reconciliations by result",
             reconciles.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by kind of error",
+            reconcile_errors.clone(),
         );
         let apps = Family::<AppStatusLabels, Gauge>::default();
         registry.register(
@@ -137,6 +149,7 @@ impl Metrics {
             registry: Arc::new(registry),
             reconcile_duration,
             reconciles,
+            reconcile_errors,
             apps,
             objects_applied,
             objects_pruned,
@@ -153,6 +166,15 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&StageLabels { stage })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed reconciliation by its kind.
+    pub fn reconcile_error(&self, error: &crate::ControllerError) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                error: error.metric_label(),
+            })
+            .inc();
     }
 
     /// Counts one API request; handed to `capstan_cluster::ConnectOptions::observe_request`.
@@ -224,5 +246,53 @@ mod tests {
         assert!(text.contains("capstan_api_requests_total{verb=\"patch\"} 1"));
         assert!(text.contains("capstan_objects_applied_total 3"));
         assert!(text.contains("capstan_reconcile_duration_seconds_count{stage=\"fetch\"} 1"));
+    }
+}
+
+/// Stage durations, fed by [`StageLayer`] from the stages' spans; shared by every [`Metrics`].
+static STAGE_DURATIONS: LazyLock<Family<StageLabels, Histogram>> = LazyLock::new(|| {
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 16)))
+});
+
+/// A tracing layer that times the stage spans (`capstan_engine::stage`, target
+/// [`capstan_engine::stage::TARGET`]) and the controller's `total` span, and records their
+/// durations in `capstan_reconcile_duration_seconds{stage}`. The binary adds it to its subscriber
+/// when it runs the controller.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageLayer;
+
+struct Started(Instant);
+
+impl<S> tracing_subscriber::Layer<S> for StageLayer
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().target() != capstan_engine::stage::TARGET {
+            return;
+        }
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Started(Instant::now()));
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let Some(started) = span.extensions().get::<Started>().map(|s| s.0) else {
+            return;
+        };
+        let stage = span.name();
+        if stage == "total" || capstan_engine::Stage::from_span_name(stage).is_some() {
+            STAGE_DURATIONS
+                .get_or_create(&StageLabels { stage })
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
 }

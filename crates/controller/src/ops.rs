@@ -170,12 +170,12 @@ mod tests {
         let history = vec![
             HistoryEntry {
                 revision: format!("main@sha1:{sha}"),
-                result: "Succeeded".into(),
+                result: crate::api::SyncResult::Succeeded,
                 ..Default::default()
             },
             HistoryEntry {
                 revision: "main@sha1:ffffffffffffffffffffffffffffffffffffffff".into(),
-                result: "Failed".into(),
+                result: crate::api::SyncResult::Failed,
                 ..Default::default()
             },
         ];

@@ -4,16 +4,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use capstan_source::{Artifact, Auth, Reference, SourceSpec, Verification};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use tracing::Instrument;
 
-use crate::api::{
-    ArtifactStatus, GitRepository, GitRepositorySpec, GitRepositoryStatus, parse_duration,
-};
+use crate::api::{ArtifactStatus, GitRepository, GitRepositorySpec, GitRepositoryStatus};
 use crate::conditions::{Outcome, conditions};
 use crate::{Context, ControllerError, now};
 
@@ -55,9 +54,16 @@ pub async fn reconcile(
     if repo.spec.suspend {
         return Ok(Action::await_change());
     }
-    let interval = parse_duration(&repo.spec.interval).unwrap_or(Duration::from_secs(60));
+    let interval = repo.spec.interval;
     let started = Instant::now();
-    let result = fetch(&ctx, &repo).await;
+    let span = tracing::info_span!("app", repository = %format!("{namespace}/{name}"));
+    let result = async {
+        fetch(&ctx, &repo)
+            .instrument(capstan_engine::Stage::Source.span())
+            .await
+    }
+    .instrument(span)
+    .await;
     ctx.metrics
         .git_fetch_duration
         .observe(started.elapsed().as_secs_f64());
@@ -67,6 +73,7 @@ pub async fn reconcile(
         artifact: previous.artifact.clone(),
         conditions: Vec::new(),
     };
+    let mut failure = None;
     let outcome = match result {
         Ok(artifact) => {
             let revision = artifact.revision.clone();
@@ -116,13 +123,13 @@ pub async fn reconcile(
             ctx.kube
                 .event(repo.as_ref(), true, "FetchFailed", "Fetch", message.clone())
                 .await;
+            failure = Some(error);
             Outcome::Failed {
                 reason: "FetchFailed".into(),
                 message,
             }
         }
     };
-    let failed = !outcome.is_ready();
     status.conditions = conditions(
         &previous.conditions,
         &outcome,
@@ -132,11 +139,11 @@ pub async fn reconcile(
     if repo.status.as_ref() != Some(&status) {
         ctx.kube.patch_status(repo.as_ref(), &status).await?;
     }
-    if failed {
+    if let Some(error) = failure {
         // The error policy backs off; the status above already says why.
         return Err(ControllerError::Fetch {
             repository: format!("{namespace}/{name}"),
-            message: outcome.message().to_string(),
+            source: Box::new(error),
         });
     }
     ctx.reset_backoff(&format!("repo/{namespace}/{name}"));
@@ -146,12 +153,12 @@ pub async fn reconcile(
 async fn fetch(ctx: &Context, repo: &GitRepository) -> Result<Artifact, ControllerError> {
     let namespace = repo.namespace().unwrap_or_default();
     let spec = source_spec(ctx, &namespace, &repo.name_any(), &repo.spec, None).await?;
-    let timeout = parse_duration(&repo.spec.timeout).unwrap_or(Duration::from_secs(60));
+    let timeout = repo.spec.timeout;
     match tokio::time::timeout(timeout, ctx.sources.fetch(&spec)).await {
         Ok(result) => result.map_err(ControllerError::from),
-        Err(_) => Err(ControllerError::Fetch {
-            repository: format!("{namespace}/{}", repo.name_any()),
-            message: format!("fetch timed out after {timeout:?}"),
+        Err(_) => Err(ControllerError::Timeout {
+            what: format!("fetch of GitRepository {namespace}/{}", repo.name_any()),
+            after: timeout,
         }),
     }
 }

@@ -110,7 +110,7 @@ async fn push_is_applied_pruned_and_drift_is_healed() {
     })
     .await;
     assert_eq!(
-        app.status.and_then(|s| s.sync).map(|s| s.status).as_deref(),
+        app.status.and_then(|s| s.sync).map(|s| s.status.as_str()),
         Some("Synced")
     );
 
@@ -457,7 +457,7 @@ async fn ignored_differences_are_neither_reported_nor_healed() {
     assert_eq!(config_map_value(&ns, "a").await.as_deref(), Some("tuned"));
     let app = get_app(&ns, "ign").await;
     let status = app.status.clone().expect("status");
-    assert_eq!(status.sync.map(|s| s.status).as_deref(), Some("Synced"));
+    assert_eq!(status.sync.map(|s| s.status.as_str()), Some("Synced"));
     assert!(status.drift.is_empty(), "{:?}", status.drift);
 
     // A field that is not ignored is still healed.

@@ -1,7 +1,9 @@
 //! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]) and
-//! how an object is marked as belonging to an app ([`ownership`]).
+//! how an object is marked as belonging to an app ([`ownership`]), and the pipeline's stages as
+//! tracing spans ([`stage`]).
 
 pub mod ownership;
+pub mod stage;
 
 use std::fmt;
 

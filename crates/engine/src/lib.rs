@@ -11,6 +11,8 @@
 //! - The inventory is written before apply as previous ∪ desired, so a crash never loses track of an
 //!   object, and shrunk to what is still there only after prune succeeded.
 
+pub mod desired;
+pub mod spec;
 mod wait;
 
 use std::time::Duration;
@@ -22,6 +24,18 @@ use capstan_core::ownership::AppId;
 use capstan_health::Summary;
 use capstan_inventory::{Inventory, InventoryError, InventoryStore};
 use capstan_plan::{DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision};
+use tracing::Instrument;
+
+// The stages' types that front ends print or pass on, reached through the engine: the CLI and the
+// controller depend on the engine for the pipeline, not on the stage crates.
+pub use capstan_api as api;
+pub use capstan_apply as apply;
+pub use capstan_core::stage::{self, Stage};
+pub use capstan_health as health;
+pub use capstan_plan as plan;
+pub use capstan_render as render;
+pub use desired::Checkout;
+pub use spec::SpecError;
 
 /// An app as the engine sees it: identity, destination and policy. Where its objects come from (a
 /// directory, a Git revision) is decided before the engine.
@@ -108,6 +122,22 @@ pub enum EngineError {
         /// `None` when an object Failed before the deadline.
         timed_out: Option<Duration>,
     },
+    /// The render stage refused the app's directory.
+    #[error("rendering {shown}: {source}")]
+    Render {
+        shown: String,
+        #[source]
+        source: capstan_render::RenderError,
+    },
+    /// The blocking render task panicked or was cancelled.
+    #[error("render task failed: {source}")]
+    RenderTask {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The app's spec cannot be used (a field named).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     /// A rendered document that is not a Kubernetes object (no apiVersion, kind or name).
     #[error("{provenance}: not a Kubernetes object: {message}")]
     NotAnObject { provenance: String, message: String },
@@ -124,6 +154,30 @@ pub enum EngineError {
 impl EngineError {
     fn cluster(source: ClusterError) -> Self {
         EngineError::Cluster(Box::new(source))
+    }
+
+    /// The API server's answer behind this error, whichever stage met it; `None` when the error did
+    /// not come from the cluster. Classification goes through this, by type and API status, never by
+    /// the error's text.
+    pub fn cluster_error(&self) -> Option<&ClusterError> {
+        match self {
+            EngineError::Cluster(source) => Some(source),
+            EngineError::Plan { source, .. } => source.cluster_error(),
+            EngineError::Apply { source, .. } => source.failure.cluster_error(),
+            EngineError::Inventory(source) => source.cluster_error(),
+            _ => None,
+        }
+    }
+
+    /// RBAC (or admission) refused a request: retrying will not help until permissions change.
+    pub fn is_forbidden(&self) -> bool {
+        self.cluster_error().is_some_and(ClusterError::is_forbidden)
+    }
+
+    /// A concurrent writer got there first (inventory or object); a retry usually succeeds.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, EngineError::Inventory(source) if source.is_conflict())
+            || self.cluster_error().is_some_and(ClusterError::is_conflict)
     }
 }
 
@@ -193,6 +247,7 @@ impl Engine {
                 dry_run_all: app.policy.dry_run_all,
             },
         )
+        .instrument(Stage::Plan.span())
         .await
         .map_err(|source| EngineError::Plan {
             app: app.id.to_string(),
@@ -258,7 +313,10 @@ impl Engine {
             replace: app.policy.replace,
             ..Default::default()
         };
-        let changes = match capstan_apply::apply(&self.cluster, &plan, &options).await {
+        let changes = match capstan_apply::apply(&self.cluster, &plan, &options)
+            .instrument(Stage::Apply.span())
+            .await
+        {
             Ok(changes) => changes,
             Err(source) => {
                 return Err(EngineError::Apply {

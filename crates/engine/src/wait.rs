@@ -2,6 +2,7 @@
 //! deadline passes, reporting a [`Summary`] after every round so front ends can show progress.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use capstan_core::ObjectRef;
 use capstan_health::{Health, HealthRules, HealthStatus, Summary, summarize, workloads};
@@ -39,6 +40,7 @@ impl Engine {
         stream::iter(reads)
             .buffered(CONCURRENCY)
             .collect::<Vec<Result<_, EngineError>>>()
+            .instrument(crate::Stage::Health.span())
             .await
             .into_iter()
             .collect()

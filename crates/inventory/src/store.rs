@@ -51,6 +51,22 @@ pub enum InventoryError {
     },
 }
 
+impl InventoryError {
+    /// The API server's answer this error carries, if it came from the cluster.
+    pub fn cluster_error(&self) -> Option<&ClusterError> {
+        match self {
+            InventoryError::Cluster { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Someone else saved this app's inventory since it was read.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, InventoryError::Conflict { .. })
+            || self.cluster_error().is_some_and(ClusterError::is_conflict)
+    }
+}
+
 /// An inventory as read, with what a later save must check to detect concurrent writers.
 #[derive(Clone, Debug, Default)]
 pub struct Stored {
@@ -80,7 +96,7 @@ impl InventoryStore {
 
     fn cluster_error(&self, source: ClusterError) -> InventoryError {
         match source {
-            ClusterError::Rejected { code: 409, .. } => InventoryError::Conflict {
+            error if error.is_conflict() => InventoryError::Conflict {
                 app: self.app.to_string(),
             },
             source => InventoryError::Cluster {

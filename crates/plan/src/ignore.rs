@@ -27,50 +27,13 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use capstan_core::ObjectRef;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::drift::{self, Segment};
 use crate::normalize;
 
-/// One rule of `ignoreDifferences` (app file `spec.ignoreDifferences`, the controller's Application).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IgnoreDifference {
-    /// API group (`apps`; `""` or absent for the core group; `*` for any).
-    #[serde(default)]
-    pub group: String,
-    /// Kind (`Deployment`; `*` for any).
-    pub kind: String,
-    /// Only the object of this name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Only objects in this namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// RFC 6901 pointers to the ignored fields.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub json_pointers: Vec<String>,
-    /// Field managers whose fields (in the live object) are ignored.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub managers: Vec<String>,
-}
-
-impl fmt::Display for IgnoreDifference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if !self.group.is_empty() {
-            write!(f, ".{}", self.group)?;
-        }
-        if let Some(name) = &self.name {
-            write!(f, " {name}")?;
-        }
-        if let Some(namespace) = &self.namespace {
-            write!(f, " in namespace {namespace}")?;
-        }
-        Ok(())
-    }
-}
+/// One rule of `ignoreDifferences`: the application spec's type (`capstan_api::spec`), used here as is.
+pub use capstan_api::spec::IgnoreDifference;
 
 /// A rule that cannot be used, named by its position and what it matches.
 #[derive(Debug, thiserror::Error)]

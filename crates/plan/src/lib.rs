@@ -42,8 +42,49 @@ use sha2::{Digest, Sha256};
 pub use drift::FieldDrift;
 pub use ignore::{IgnoreDifference, IgnoreRuleError};
 
-/// [`Change::not_dry_run`] of an object that [`unchanged::proven`] showed needs no dry-run.
+/// How [`NotDryRun::ProvenUnchanged`] reads: the live object, by [`unchanged::proven`], showed the
+/// object needs no dry-run.
 pub const PROVEN_UNCHANGED: &str = "the live object proves it unchanged";
+
+/// Why the server did not dry-run an object (see [`Change::not_dry_run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotDryRun {
+    /// A hook: deleted and created again on every sync.
+    Hook,
+    /// Its kind comes from a CustomResourceDefinition this sync creates.
+    CrdCreatedBySync,
+    /// Its Namespace is created by this sync.
+    NamespaceCreatedBySync,
+    /// An immutable field changes and the object opts into Replace.
+    ImmutableReplace,
+    /// The live object proves it unchanged.
+    ProvenUnchanged,
+}
+
+impl NotDryRun {
+    /// What the plan prints (and its JSON carries).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotDryRun::Hook => "hook: runs again on every sync",
+            NotDryRun::CrdCreatedBySync => "its CustomResourceDefinition is created by this sync",
+            NotDryRun::NamespaceCreatedBySync => "its Namespace is created by this sync",
+            NotDryRun::ImmutableReplace => "an immutable field changes: delete, then create",
+            NotDryRun::ProvenUnchanged => PROVEN_UNCHANGED,
+        }
+    }
+}
+
+impl std::fmt::Display for NotDryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for NotDryRun {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// Annotation that keeps one object out of prune.
 pub const PRUNE_ANNOTATION: &str = "capstan.dev/prune";
@@ -215,6 +256,17 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// The API server's answer this error carries, if it came from the cluster (for classifying it by
+    /// status: see [`ClusterError::is_forbidden`] and friends).
+    pub fn cluster_error(&self) -> Option<&ClusterError> {
+        match self {
+            PlanError::Server { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -265,11 +317,9 @@ pub struct Change {
     /// object, among those the live object or the dry-run result has.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
-    /// Why the server did not dry-run this object, when it did not: a hook (re-created on every
-    /// sync), an object whose CRD or Namespace this sync creates, an immutable-field replacement, or
-    /// [`PROVEN_UNCHANGED`].
+    /// Why the server did not dry-run this object, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_dry_run: Option<String>,
+    pub not_dry_run: Option<NotDryRun>,
     /// A hook: an action run on every sync, not state; it does not make a plan "changed".
     pub hook: bool,
     /// What apply sends: the desired object with namespace defaulted and the ownership mark set.
@@ -410,11 +460,11 @@ pub async fn plan<V: ServerView + Sync>(
                 .is_none();
         let hook = hooks::is_hook(&object);
         let not_dry_run = if hook {
-            Some("hook: runs again on every sync")
+            Some(NotDryRun::Hook)
         } else if kind_from_new_crd {
-            Some("its CustomResourceDefinition is created by this sync")
+            Some(NotDryRun::CrdCreatedBySync)
         } else if in_new_namespace {
-            Some("its Namespace is created by this sync")
+            Some(NotDryRun::NamespaceCreatedBySync)
         } else {
             None
         };
@@ -442,7 +492,7 @@ pub async fn plan<V: ServerView + Sync>(
                 },
                 drift: Vec::new(),
                 ignored: Vec::new(),
-                not_dry_run: Some(reason.to_string()),
+                not_dry_run: Some(reason),
                 hook,
                 desired: object,
                 live_resource_version: live.and_then(|l| l.metadata.resource_version),
@@ -487,7 +537,7 @@ pub async fn plan<V: ServerView + Sync>(
                     diff: String::new(),
                     drift: Vec::new(),
                     ignored: Vec::new(),
-                    not_dry_run: Some(PROVEN_UNCHANGED.to_string()),
+                    not_dry_run: Some(NotDryRun::ProvenUnchanged),
                     hook: false,
                     desired: object,
                     live_resource_version: live.metadata.resource_version.clone(),
@@ -510,11 +560,10 @@ pub async fn plan<V: ServerView + Sync>(
                 .await
             {
                 Ok(predicted) => predicted,
-                Err(ClusterError::Rejected {
-                    code: 422, message, ..
-                }) if message.contains("immutable")
-                    && live.is_some()
-                    && replace_allowed(&object, options.replace) =>
+                Err(error)
+                    if error.is_immutable_field()
+                        && live.is_some()
+                        && replace_allowed(&object, options.replace) =>
                 {
                     return Ok(replacement(reference, provenance, object, live.as_ref()));
                 }
@@ -795,7 +844,7 @@ fn replacement(
         action: Action::Replace,
         drift: Vec::new(),
         ignored: Vec::new(),
-        not_dry_run: Some("an immutable field changes: delete, then create".to_string()),
+        not_dry_run: Some(NotDryRun::ImmutableReplace),
         hook: false,
         desired,
         live_resource_version: live.and_then(|l| l.metadata.resource_version.clone()),

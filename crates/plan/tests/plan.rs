@@ -288,7 +288,7 @@ async fn custom_resources_are_planned_after_their_crd_in_the_same_set() {
     assert!(planned.changes[0].not_dry_run.is_none());
     assert_eq!(planned.changes[1].action, Action::Create);
     assert_eq!(
-        planned.changes[1].not_dry_run.as_deref(),
+        planned.changes[1].not_dry_run.map(|r| r.as_str()),
         Some("its CustomResourceDefinition is created by this sync")
     );
     assert_eq!(
@@ -903,7 +903,7 @@ async fn plan_both_ways(
     let dry_run = view.dry_runs.into_inner().expect("dry-run log");
     // One object per kind here: each says whether it was proven or dry-run.
     for change in &quick.changes {
-        let proven = change.not_dry_run.as_deref() == Some(capstan_plan::PROVEN_UNCHANGED);
+        let proven = change.not_dry_run.map(|r| r.as_str()) == Some(capstan_plan::PROVEN_UNCHANGED);
         assert_eq!(
             proven,
             !dry_run.contains(&change.object.kind),

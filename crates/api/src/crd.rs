@@ -1,6 +1,7 @@
 //! The controller's API: the `GitRepository` and `Application` custom resources (group `capstan.dev`,
 //! version `v1alpha1`). The CRDs are generated from these types ([`crds`]), so the schema, the
-//! printer columns and the validation rules live next to the fields they describe.
+//! printer columns and the validation rules live next to the fields they describe. An
+//! `Application`'s spec embeds the [`AppSpec`](crate::AppSpec) parts ([`ApplicationSpec::app_spec`]).
 
 use std::time::Duration;
 
@@ -8,6 +9,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::closed::closed_set;
+use crate::duration;
+use crate::spec::{AppSpec, Source};
+pub use crate::spec::{
+    ConflictPolicy, Destination, HealthCheck, HelmSpec, IgnoreDifference, JsonnetSpec,
+    JsonnetVariable, Propagation, RenderSpec, Renderer, Retry, SourceKind, SourceReference,
+    SyncPolicy,
+};
 
 pub const GROUP: &str = "capstan.dev";
 /// `capstan app sync` sets it to a timestamp; a new value asks for a sync now.
@@ -42,13 +52,13 @@ pub struct GitRepositorySpec {
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<GitReference>,
     /// How often to look for a new commit (one ref listing; a fetch only when refs moved).
-    #[serde(default = "default_source_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub interval: String,
+    #[serde(default = "default_source_interval", with = "duration::serde_text")]
+    #[schemars(schema_with = "duration::schema")]
+    pub interval: Duration,
     /// Limit for one fetch.
-    #[serde(default = "default_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub timeout: String,
+    #[serde(default = "default_timeout", with = "duration::serde_text")]
+    #[schemars(schema_with = "duration::schema")]
+    pub timeout: Duration,
     /// A Secret in the same namespace: `username` + `password` (https basic auth), `bearerToken`, or
     /// `identity` (an SSH private key), `identity.passphrase` and `known_hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,19 +191,27 @@ pub struct ApplicationSpec {
     #[serde(default)]
     pub suspend: bool,
     /// Limit for one reconciliation (fetch, render, sync and health).
-    #[serde(default = "default_app_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub timeout: String,
+    #[serde(default = "default_app_timeout", with = "duration::serde_text")]
+    #[schemars(schema_with = "duration::schema")]
+    pub timeout: Duration,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SourceReference {
-    /// Only GitRepository for now.
-    #[serde(default = "default_source_kind")]
-    #[schemars(extend("enum" = ["GitRepository"]))]
-    pub kind: String,
-    pub name: String,
+impl ApplicationSpec {
+    /// The application this spec describes (the controller-only fields aside: service account,
+    /// dependencies, suspend, timeout).
+    pub fn app_spec(&self) -> AppSpec {
+        AppSpec {
+            source: Source::Repository {
+                reference: self.source_ref.clone(),
+                path: self.path.clone(),
+            },
+            render: self.render.clone(),
+            destination: self.destination.clone(),
+            sync_policy: self.sync_policy.clone(),
+            health_checks: self.health_checks.clone(),
+            ignore_differences: self.ignore_differences.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -202,168 +220,6 @@ pub struct DependencyReference {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Destination {
-    /// Namespace for namespaced objects that do not name one.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
-    pub namespace: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RenderSpec {
-    /// plain, kustomize, helm or jsonnet; detected when empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["plain", "kustomize", "helm", "jsonnet"]))]
-    pub renderer: Option<String>,
-    /// Plain directories: globs of files to include / exclude.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub include: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helm: Option<HelmSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jsonnet: Option<JsonnetSpec>,
-}
-
-/// Jsonnet (with `renderer: jsonnet`), as in the app file and Argo CD.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct JsonnetSpec {
-    /// The entry file in the app directory; default every `*.jsonnet` there.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub main: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ext_vars: Vec<JsonnetVariable>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tlas: Vec<JsonnetVariable>,
-    /// Library directories, relative to the repository root.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub jpath: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct JsonnetVariable {
-    pub name: String,
-    pub value: String,
-    /// Evaluate `value` as Jsonnet code instead of passing it as a string.
-    #[serde(default)]
-    pub code: bool,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct HelmSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release_name: Option<String>,
-    /// Values files, relative to the chart, inside the repository.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values_files: Vec<String>,
-    /// Inline values (YAML).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub values: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncPolicy {
-    /// Sync new revisions and spec changes without anyone asking; otherwise only report OutOfSync.
-    #[serde(default)]
-    pub automated: bool,
-    /// Delete objects that left Git (only those this app created).
-    #[serde(default)]
-    pub prune: bool,
-    /// Re-apply when a live object drifts from Git (needs automated).
-    #[serde(default)]
-    pub self_heal: bool,
-    /// How often to re-check the app even without events.
-    #[serde(default = "default_app_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub interval: String,
-    #[serde(default)]
-    pub retry: Retry,
-    /// TakeOwnership (Git wins: force apply) or Fail (a conflict stops the sync naming the manager).
-    #[serde(default = "default_conflicts")]
-    #[schemars(extend("enum" = ["TakeOwnership", "Fail"]))]
-    pub conflicts: String,
-    /// Delete + create on immutable-field changes for every object.
-    #[serde(default)]
-    pub replace: bool,
-}
-
-impl Default for SyncPolicy {
-    fn default() -> Self {
-        Self {
-            automated: false,
-            prune: false,
-            self_heal: false,
-            interval: default_app_interval(),
-            retry: Retry::default(),
-            conflicts: default_conflicts(),
-            replace: false,
-        }
-    }
-}
-
-/// Backoff after a failed reconciliation: `backoff × factor^n`, capped at `maxBackoff`.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Retry {
-    #[serde(default = "default_backoff")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub backoff: String,
-    #[serde(default = "default_factor")]
-    #[schemars(range(min = 1, max = 10))]
-    pub factor: u32,
-    #[serde(default = "default_max_backoff")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub max_backoff: String,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Self {
-            backoff: default_backoff(),
-            factor: default_factor(),
-            max_backoff: default_max_backoff(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthCheck {
-    #[serde(default)]
-    pub group: String,
-    pub kind: String,
-    /// CEL over `object`: a bool (true → Current) or `{"status": ..., "message": ...}`.
-    pub cel: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IgnoreDifference {
-    #[serde(default)]
-    pub group: String,
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// RFC 6901 pointers, e.g. `/spec/replicas`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub json_pointers: Vec<String>,
-    /// Fields owned by these field managers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub managers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -399,8 +255,7 @@ pub struct ApplicationStatus {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
-    /// Synced, OutOfSync or Unknown.
-    pub status: String,
+    pub status: SyncState,
     /// The revision last applied (or compared, when not automated).
     pub revision: String,
 }
@@ -408,8 +263,7 @@ pub struct SyncStatus {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthStatus {
-    /// Current, InProgress, Failed, NotFound or Unknown.
-    pub status: String,
+    pub status: HealthState,
     #[serde(default)]
     pub message: String,
 }
@@ -450,43 +304,81 @@ pub struct DriftedObject {
 pub struct HistoryEntry {
     pub revision: String,
     pub time: String,
-    /// Succeeded or Failed.
-    pub result: String,
-    /// What started the sync: source, spec, drift, manual, rollback, dependency or interval.
-    pub trigger: String,
+    pub result: SyncResult,
+    /// What started the sync.
+    pub trigger: Trigger,
     #[serde(default)]
     pub message: String,
 }
 
-fn default_source_interval() -> String {
-    "1m".into()
+fn default_source_interval() -> Duration {
+    Duration::from_secs(60)
 }
-fn default_timeout() -> String {
-    "60s".into()
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
 }
-fn default_app_timeout() -> String {
-    "5m".into()
-}
-fn default_app_interval() -> String {
-    "5m".into()
+fn default_app_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_path() -> String {
     ".".into()
 }
-fn default_source_kind() -> String {
-    "GitRepository".into()
+
+closed_set! {
+    /// Whether the live objects equal Git.
+    #[derive(Default)]
+    pub enum SyncState {
+        Synced = "Synced",
+        OutOfSync = "OutOfSync",
+        #[default]
+        Unknown = "Unknown",
+    }
 }
-fn default_conflicts() -> String {
-    "TakeOwnership".into()
+
+closed_set! {
+    /// The app's health, in kstatus's vocabulary (capstan-health's verdicts).
+    #[derive(Default)]
+    pub enum HealthState {
+        Current = "Current",
+        InProgress = "InProgress",
+        Failed = "Failed",
+        Terminating = "Terminating",
+        NotFound = "NotFound",
+        #[default]
+        Unknown = "Unknown",
+    }
 }
-fn default_backoff() -> String {
-    "5s".into()
+
+closed_set! {
+    /// How a sync in the history ended.
+    #[derive(Default)]
+    pub enum SyncResult {
+        #[default]
+        Succeeded = "Succeeded",
+        Failed = "Failed",
+    }
 }
-fn default_factor() -> u32 {
-    2
-}
-fn default_max_backoff() -> String {
-    "5m".into()
+
+closed_set! {
+    /// What started a reconciliation, as recorded in the history.
+    #[derive(Default)]
+    pub enum Trigger {
+        /// `capstan app sync` (the requested-at annotation changed).
+        Manual = "manual",
+        /// `capstan app rollback` pinned a new revision.
+        Rollback = "rollback",
+        /// The Application's spec changed.
+        Spec = "spec",
+        /// The source has a new revision.
+        Source = "source",
+        /// A live object differs from Git while nothing else changed.
+        Drift = "drift",
+        /// A dependency became Ready.
+        Dependency = "dependency",
+        /// The interval passed with nothing else to do.
+        #[default]
+        Interval = "interval",
+    }
 }
 
 /// The CRDs, as `capstan install` writes them.
@@ -494,50 +386,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![GitRepository::crd(), Application::crd()]
 }
 
-/// Parses durations like `90s`, `1m30s`, `500ms`, `2h` (the CRD pattern admits only these).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not a duration like 30s, 5m or 1h30m");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn crds_carry_validation_and_columns() {
