@@ -43,12 +43,15 @@ struct ClusterFlags {
     kube_api_burst: Option<u32>,
 }
 
-fn parse_qps(text: &str) -> Result<f64, String> {
+/// A `--kube-api-qps` value that is not a positive, finite number; holds the text as given.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a positive number of requests per second")]
+struct InvalidQps(String);
+
+fn parse_qps(text: &str) -> Result<f64, InvalidQps> {
     match text.parse::<f64>() {
         Ok(qps) if qps.is_finite() && qps > 0.0 => Ok(qps),
-        _ => Err(format!(
-            "{text:?} is not a positive number of requests per second"
-        )),
+        _ => Err(InvalidQps(text.to_owned())),
     }
 }
 
@@ -202,5 +205,20 @@ async fn main() -> ExitCode {
         Command::Controller(flags) => cmd_controller::run_controller(&cli.cluster, &flags).await,
         Command::Install(flags) => cmd_controller::install(&cli.cluster, &flags).await,
         Command::App { command } => cmd_controller::app(&cli.cluster, &command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn qps_must_be_a_positive_finite_number() {
+        assert_eq!(super::parse_qps("2.5").expect("valid"), 2.5);
+        for text in ["0", "-1", "inf", "NaN", "fast"] {
+            let err = super::parse_qps(text).expect_err(text);
+            assert_eq!(
+                err.to_string(),
+                format!("{text:?} is not a positive number of requests per second")
+            );
+        }
     }
 }

@@ -44,22 +44,33 @@ pub struct IgnoreRuleError {
     pub problem: String,
 }
 
+/// Why a `jsonPointers` entry is not a usable pointer.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PointerError {
+    #[error("the empty pointer means the whole object; name a field, e.g. /spec/replicas")]
+    Empty,
+    #[error("{text:?} is not a JSON pointer: it must start with '/', e.g. /spec/replicas")]
+    NoLeadingSlash { text: String },
+    #[error("{text:?} is not a JSON pointer: '~' must be followed by 0 ('~') or 1 ('/')")]
+    BadEscape { text: String },
+    #[error(
+        "{text:?} names the object's identity (apiVersion, kind, metadata.name, \
+         metadata.namespace), which cannot be ignored"
+    )]
+    Identity { text: String },
+}
+
 /// An RFC 6901 JSON pointer, as its unescaped reference tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pointer(Vec<String>);
 
 impl Pointer {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, PointerError> {
         if text.is_empty() {
-            return Err(
-                "the empty pointer means the whole object; name a field, e.g. /spec/replicas"
-                    .into(),
-            );
+            return Err(PointerError::Empty);
         }
         let Some(rest) = text.strip_prefix('/') else {
-            return Err(format!(
-                "{text:?} is not a JSON pointer: it must start with '/', e.g. /spec/replicas"
-            ));
+            return Err(PointerError::NoLeadingSlash { text: text.into() });
         };
         let mut tokens = Vec::new();
         for raw in rest.split('/') {
@@ -74,9 +85,7 @@ impl Pointer {
                     Some('0') => token.push('~'),
                     Some('1') => token.push('/'),
                     _ => {
-                        return Err(format!(
-                            "{text:?} is not a JSON pointer: '~' must be followed by 0 ('~') or 1 ('/')"
-                        ));
+                        return Err(PointerError::BadEscape { text: text.into() });
                     }
                 }
             }
@@ -84,10 +93,7 @@ impl Pointer {
         }
         let pointer = Pointer(tokens);
         if pointer.is_identity() {
-            return Err(format!(
-                "{text:?} names the object's identity (apiVersion, kind, metadata.name, \
-                 metadata.namespace), which cannot be ignored"
-            ));
+            return Err(PointerError::Identity { text: text.into() });
         }
         Ok(pointer)
     }
@@ -486,7 +492,7 @@ mod tests {
             ("/kind", "identity"),
         ] {
             let err = Pointer::parse(text).expect_err(text);
-            assert!(err.contains(reason), "{text}: {err}");
+            assert!(err.to_string().contains(reason), "{text}: {err}");
         }
         // Not identity: a label or annotation under metadata.
         assert!(Pointer::parse("/metadata/labels/app").is_ok());

@@ -6,7 +6,7 @@ fn main() -> anyhow::Result<()> {
     let path = args.next().unwrap_or_else(|| ".".into());
     let renderer = match args.next().as_deref() {
         None | Some("auto") => None,
-        Some(name) => Some(name.parse().map_err(anyhow::Error::msg)?),
+        Some(name) => Some(name.parse::<capstan_render::RendererKind>()?),
     };
     let format = match args.next().as_deref() {
         Some("json") => capstan_render::OutputFormat::Json,

@@ -488,13 +488,10 @@ impl ConfinedImports {
 
     /// `base/reference` if it exists, confined; `None` if nothing is there. Errors lack the import
     /// site, which the caller adds.
-    fn candidate(&self, base: &Path, reference: &Path) -> Result<Option<PathBuf>, String> {
+    fn candidate(&self, base: &Path, reference: &Path) -> Result<Option<PathBuf>, ImportProblem> {
         let joined = base.join(reference);
-        let escapes = || {
-            format!(
-                "import {:?} escapes the repository root",
-                reference.display()
-            )
+        let escapes = || ImportProblem::Escapes {
+            reference: reference.to_path_buf(),
         };
         let Some(lexical) = normalize(&joined) else {
             return Err(escapes());
@@ -510,28 +507,47 @@ impl ConfinedImports {
                 });
                 return Ok(None);
             }
-            Err(error) => {
-                return Err(format!("import {}: {error}", self.shown(&lexical)));
+            Err(source) => {
+                return Err(ImportProblem::Io {
+                    path: self.relative(&lexical),
+                    source,
+                });
             }
             Ok(_) => {}
         }
-        let canonical = lexical
-            .canonicalize()
-            .map_err(|error| format!("import {}: {error}", self.shown(&lexical)))?;
+        let canonical = lexical.canonicalize().map_err(|source| ImportProblem::Io {
+            path: self.relative(&lexical),
+            source,
+        })?;
         if !canonical.starts_with(&self.root) {
-            return Err(format!(
-                "import {}: a symlink resolves outside the repository root",
-                self.shown(&lexical)
-            ));
+            return Err(ImportProblem::SymlinkOutside {
+                path: self.relative(&lexical),
+            });
         }
         if !canonical.is_file() {
-            return Err(format!(
-                "import {}: not a regular file",
-                self.shown(&lexical)
-            ));
+            return Err(ImportProblem::NotAFile {
+                path: self.relative(&lexical),
+            });
         }
         Ok(Some(canonical))
     }
+}
+
+/// Why an import candidate cannot be used. Paths are relative to the repository root; the import
+/// site is added by the resolver, which hands the message to jrsonnet.
+#[derive(Debug, thiserror::Error)]
+enum ImportProblem {
+    #[error("import {:?} escapes the repository root", reference.display())]
+    Escapes { reference: PathBuf },
+    #[error("import {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("import {}: a symlink resolves outside the repository root", path.display())]
+    SymlinkOutside { path: PathBuf },
+    #[error("import {}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
 }
 
 impl ImportResolver for ConfinedImports {
@@ -563,7 +579,10 @@ impl ImportResolver for ConfinedImports {
             .unwrap_or(&self.app_dir)
             .to_path_buf();
         for dir in std::iter::once(&base).chain(&self.library_dirs) {
-            if let Some(found) = self.candidate(dir, reference).map_err(refuse)? {
+            if let Some(found) = self
+                .candidate(dir, reference)
+                .map_err(|problem| refuse(problem.to_string()))?
+            {
                 return Ok(SourcePath::new(jrsonnet_ir::SourceFile::new(found)));
             }
         }

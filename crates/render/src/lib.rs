@@ -43,17 +43,20 @@ pub enum RendererKind {
     Jsonnet,
 }
 
+/// A renderer name that [`RendererKind`]'s `FromStr` does not know; holds the name as given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown renderer {0:?} (plain, kustomize, helm, jsonnet)")]
+pub struct UnknownRenderer(pub String);
+
 impl std::str::FromStr for RendererKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownRenderer;
+    fn from_str(s: &str) -> Result<Self, UnknownRenderer> {
         match s {
             "plain" | "directory" => Ok(Self::Plain),
             "kustomize" => Ok(Self::Kustomize),
             "helm" => Ok(Self::Helm),
             "jsonnet" => Ok(Self::Jsonnet),
-            other => Err(format!(
-                "unknown renderer {other:?} (plain, kustomize, helm, jsonnet)"
-            )),
+            other => Err(UnknownRenderer(other.to_owned())),
         }
     }
 }
@@ -690,4 +693,21 @@ pub fn render_command(
     let engine = RenderEngine::new(Tools::from_env(), Limits::default());
     let rendered = engine.render(&root, &app, options)?;
     Ok(format_objects(&rendered, format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RendererKind, UnknownRenderer};
+
+    #[test]
+    fn renderer_names_parse_and_an_unknown_one_is_named_with_the_choices() {
+        assert_eq!("directory".parse(), Ok(RendererKind::Plain));
+        assert_eq!("jsonnet".parse(), Ok(RendererKind::Jsonnet));
+        let err = "helmfile".parse::<RendererKind>().expect_err("unknown");
+        assert_eq!(err, UnknownRenderer("helmfile".into()));
+        assert_eq!(
+            err.to_string(),
+            "unknown renderer \"helmfile\" (plain, kustomize, helm, jsonnet)"
+        );
+    }
 }

@@ -404,7 +404,13 @@ impl SourceCache {
         }
         let metadata = commit_metadata(&repo, mirror, resolved.commit)?;
         let checkouts_root = self.checkouts_root();
-        let checkout = checkout::ensure(&repo, &checkouts_root, resolved.commit, interrupt)?;
+        let checkout = checkout::ensure(
+            &repo,
+            &checkouts_root,
+            resolved.commit,
+            &url.fetch_url,
+            interrupt,
+        )?;
         if checkout.created {
             self.shared
                 .counters

@@ -4,6 +4,7 @@
 //! temporary name and renamed into place, so readers never see a half-written tree.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -25,11 +26,14 @@ pub struct Checkout {
     pub created: bool,
 }
 
-/// Returns the checkout of `commit`, writing it from the mirror if it does not exist yet.
+/// Returns the checkout of `commit`, writing it from the mirror if it does not exist yet. `url` (the
+/// sanitized fetch URL) names the source when the work is interrupted: that is
+/// [`SourceError::Cancelled`].
 pub fn ensure(
     repo: &gix::Repository,
     root: &Path,
     commit: gix::ObjectId,
+    url: &str,
     interrupt: &AtomicBool,
 ) -> Result<Checkout, SourceError> {
     let final_dir = root.join(commit.to_string());
@@ -46,9 +50,14 @@ pub fn ensure(
     let result = write_checkout(repo, &staging, commit, interrupt);
     let digest = match result {
         Ok(digest) => digest,
-        Err(e) => {
+        Err(problem) => {
             remove_tree(&staging);
-            return Err(e);
+            return Err(match problem {
+                CheckoutProblem::Interrupted => SourceError::Cancelled {
+                    url: url.to_owned(),
+                },
+                problem => SourceError::cache(&staging, format!("commit {commit}: {problem}")),
+            });
         }
     };
     // Files and subdirectories were created read-only; the tree's root follows once it is complete.
@@ -97,16 +106,14 @@ fn write_checkout(
     staging: &Path,
     commit: gix::ObjectId,
     interrupt: &AtomicBool,
-) -> Result<String, SourceError> {
-    let cache_error =
-        |e: &dyn std::fmt::Display| SourceError::cache(staging, format!("commit {commit}: {e}"));
+) -> Result<String, CheckoutProblem> {
     let tree_id = repo
         .find_commit(commit)
-        .map_err(|e| cache_error(&e))?
+        .map_err(CheckoutProblem::Commit)?
         .tree_id()
-        .map_err(|e| cache_error(&e))?;
+        .map_err(CheckoutProblem::Commit)?;
     let tree_dir = staging.join(TREE_DIR);
-    fs::create_dir(&tree_dir).map_err(|e| cache_error(&e))?;
+    fs::create_dir(&tree_dir).map_err(CheckoutProblem::Staging)?;
     let mut walk = TreeWalk {
         repo,
         interrupt,
@@ -115,17 +122,62 @@ fn write_checkout(
         files: Vec::new(),
         dirs: Vec::new(),
     };
-    walk.walk(tree_id.detach(), &tree_dir, 0)
-        .map_err(|e| cache_error(&e))?;
+    walk.walk(tree_id.detach(), &tree_dir, 0)?;
     let digest = format!("sha256:{:x}", walk.hasher.finalize());
-    write_files(repo, &walk.files, interrupt).map_err(|e| cache_error(&e))?;
+    write_files(repo, &walk.files, interrupt)?;
     // Deepest first, so no directory is made read-only before its subdirectories are.
     for dir in walk.dirs.iter().rev() {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o555))
-            .map_err(|e| cache_error(&format!("{}: {e}", dir.display())))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).map_err(|source| {
+            CheckoutProblem::Io {
+                path: dir.clone(),
+                source,
+            }
+        })?;
     }
-    fs::write(staging.join(DIGEST_FILE), &digest).map_err(|e| cache_error(&e))?;
+    fs::write(staging.join(DIGEST_FILE), &digest).map_err(CheckoutProblem::Staging)?;
     Ok(digest)
+}
+
+/// Why writing a checkout failed. [`ensure`] turns [`CheckoutProblem::Interrupted`] into
+/// [`SourceError::Cancelled`] and everything else into [`SourceError::Cache`], whose detail is this
+/// message.
+#[derive(Debug, thiserror::Error)]
+enum CheckoutProblem {
+    /// The interrupt flag was raised: the request that wanted the checkout is gone.
+    #[error("interrupted")]
+    Interrupted,
+    /// The commit or its tree id could not be read from the mirror.
+    #[error("{0}")]
+    Commit(#[source] gix::Error),
+    /// Creating the staging directory's own files (the tree root, the digest file) failed.
+    #[error("{0}")]
+    Staging(#[source] std::io::Error),
+    #[error("tree nested deeper than {MAX_TREE_DEPTH} directories")]
+    TooDeep,
+    #[error("tree {id}: {source}")]
+    Tree {
+        id: gix::ObjectId,
+        source: gix::Error,
+    },
+    /// An entry name that could escape the checkout or reach into `.git` (`path` is relative to the
+    /// tree root).
+    #[error("refusing tree entry {path:?}")]
+    RefusedEntry { path: String },
+    /// Creating or writing `path` failed: relative to the tree root for directories, the full
+    /// target for files and symlinks.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: blob {id}: {source}", target.display())]
+    Blob {
+        target: PathBuf,
+        id: gix::ObjectId,
+        source: gix::Error,
+    },
+    #[error("checkout thread panicked")]
+    ThreadPanicked,
 }
 
 /// Deeper trees are refused rather than recursed into (a crafted repository could nest millions).
@@ -152,25 +204,22 @@ struct TreeWalk<'a> {
 }
 
 impl TreeWalk<'_> {
-    fn walk(&mut self, id: gix::ObjectId, dir: &Path, depth: usize) -> Result<(), String> {
+    fn walk(&mut self, id: gix::ObjectId, dir: &Path, depth: usize) -> Result<(), CheckoutProblem> {
         use gix::objs::FindExt;
         use gix::objs::tree::EntryKind;
-        use std::os::unix::ffi::OsStrExt;
 
         if depth > MAX_TREE_DEPTH {
-            return Err(format!(
-                "tree nested deeper than {MAX_TREE_DEPTH} directories"
-            ));
+            return Err(CheckoutProblem::TooDeep);
         }
         if self.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(CheckoutProblem::Interrupted);
         }
         let mut tree_data = Vec::new();
         let tree = self
             .repo
             .objects
             .find_tree(&id, &mut tree_data)
-            .map_err(|e| format!("tree {id}: {e}"))?;
+            .map_err(|source| CheckoutProblem::Tree { id, source })?;
         for entry in &tree.entries {
             let name: &[u8] = entry.filename;
             let parent_len = self.path.len();
@@ -185,16 +234,15 @@ impl TreeWalk<'_> {
                 || name.contains(&b'/')
                 || name.contains(&0)
             {
-                return Err(format!(
-                    "refusing tree entry {:?}",
-                    String::from_utf8_lossy(&self.path)
-                ));
+                return Err(CheckoutProblem::RefusedEntry {
+                    path: String::from_utf8_lossy(&self.path).into_owned(),
+                });
             }
             let target = dir.join(std::ffi::OsStr::from_bytes(name));
             let kind = entry.mode.kind();
             match kind {
                 EntryKind::Tree => {
-                    fs::create_dir(&target).map_err(|e| io_error(&self.path, e))?;
+                    fs::create_dir(&target).map_err(|e| self.io_error(e))?;
                     self.dirs.push(target.clone());
                     self.walk(entry.oid.to_owned(), &target, depth + 1)?;
                 }
@@ -208,7 +256,7 @@ impl TreeWalk<'_> {
                 }
                 // A submodule: an empty directory, as git leaves an uninitialised one.
                 EntryKind::Commit => {
-                    fs::create_dir(&target).map_err(|e| io_error(&self.path, e))?;
+                    fs::create_dir(&target).map_err(|e| self.io_error(e))?;
                     self.dirs.push(target);
                     self.hash_entry(kind, entry.oid);
                 }
@@ -216,6 +264,14 @@ impl TreeWalk<'_> {
             self.path.truncate(parent_len);
         }
         Ok(())
+    }
+
+    /// An I/O failure at the current entry, named by its path relative to the tree root.
+    fn io_error(&self, source: std::io::Error) -> CheckoutProblem {
+        CheckoutProblem::Io {
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(&self.path)),
+            source,
+        }
     }
 
     fn hash_entry(&mut self, kind: gix::objs::tree::EntryKind, id: &gix::oid) {
@@ -227,10 +283,6 @@ impl TreeWalk<'_> {
     }
 }
 
-fn io_error(path: &[u8], error: std::io::Error) -> String {
-    format!("{}: {error}", String::from_utf8_lossy(path))
-}
-
 /// Writes files and symlinks, split over the available cores: creating thousands of small files
 /// is bound by the file system's per-file work, which runs in parallel. Files are created
 /// exclusively (never through something already there) and read-only from the start.
@@ -238,7 +290,7 @@ fn write_files(
     repo: &gix::Repository,
     files: &[FileEntry],
     interrupt: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), CheckoutProblem> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 8)
@@ -258,7 +310,7 @@ fn write_files(
         workers.into_iter().try_for_each(|worker| {
             worker
                 .join()
-                .unwrap_or_else(|_| Err("checkout thread panicked".into()))
+                .unwrap_or(Err(CheckoutProblem::ThreadPanicked))
         })
     })
 }
@@ -267,27 +319,33 @@ fn write_file_chunk(
     repo: &gix::Repository,
     files: &[FileEntry],
     interrupt: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), CheckoutProblem> {
     use gix::objs::FindExt;
     use gix::objs::tree::EntryKind;
     use std::io::Write;
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::OpenOptionsExt;
 
     let mut buffer = Vec::new();
     for file in files {
         if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(CheckoutProblem::Interrupted);
         }
-        let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", file.target.display());
+        let io_error = |source| CheckoutProblem::Io {
+            path: file.target.clone(),
+            source,
+        };
         let data = repo
             .objects
             .find_blob(&file.id, &mut buffer)
-            .map_err(|e| shown(&format!("blob {}: {e}", file.id)))?
+            .map_err(|source| CheckoutProblem::Blob {
+                target: file.target.clone(),
+                id: file.id,
+                source,
+            })?
             .data;
         if file.kind == EntryKind::Link {
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(data), &file.target)
-                .map_err(|e| shown(&e))?;
+                .map_err(io_error)?;
             continue;
         }
         let mode = if file.kind == EntryKind::BlobExecutable {
@@ -301,7 +359,7 @@ fn write_file_chunk(
             .mode(mode)
             .open(&file.target)
             .and_then(|mut handle| handle.write_all(data))
-            .map_err(|e| shown(&e))?;
+            .map_err(io_error)?;
     }
     Ok(())
 }
@@ -446,7 +504,14 @@ mod tests {
         let repo = gix::open(&work).expect("open");
 
         let root = dir.path().join("checkouts");
-        let checkout = super::ensure(&repo, &root, commit, &AtomicBool::new(false)).expect("ok");
+        let checkout = super::ensure(
+            &repo,
+            &root,
+            commit,
+            "file:///test",
+            &AtomicBool::new(false),
+        )
+        .expect("ok");
         assert_eq!(checkout.digest, index_digest(&repo, commit));
         let tree = &checkout.path;
         assert_eq!(
@@ -492,6 +557,7 @@ mod tests {
             &repo,
             &root,
             commit.parse().expect("test setup"),
+            "file:///test",
             &AtomicBool::new(false),
         )
         .expect_err("escaping entry");
@@ -501,5 +567,34 @@ mod tests {
         );
         assert!(!dir.path().join("evil").exists());
         super::remove_tree(&root);
+    }
+
+    #[test]
+    fn an_interrupted_checkout_is_a_cancellation_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("test setup");
+        std::fs::write(work.join("a.yaml"), "a: 1\n").expect("test setup");
+        git(&work, &["init", "-q"], None);
+        git(&work, &["add", "-A"], None);
+        git(&work, &["commit", "-qm", "x"], None);
+        let commit: gix::ObjectId = git(&work, &["rev-parse", "HEAD"], None)
+            .parse()
+            .expect("test setup");
+        let repo = gix::open(&work).expect("open");
+        let root = dir.path().join("checkouts");
+        let err = super::ensure(&repo, &root, commit, "file:///test", &AtomicBool::new(true))
+            .expect_err("interrupted");
+        assert_eq!(
+            err,
+            crate::SourceError::Cancelled {
+                url: "file:///test".into()
+            }
+        );
+        assert_eq!(
+            std::fs::read_dir(&root).expect("root").count(),
+            0,
+            "the staging directory is removed"
+        );
     }
 }

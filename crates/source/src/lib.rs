@@ -7,6 +7,7 @@
 //! - [`url`]: mirror directory names; URL parsing (credentials stripped, cache keys, display form)
 //!   is `capstan_core::git_url`, re-exported here.
 //! - [`remote`]: the gix transport work (ref listing, shallow fetch, deepening), blocking code.
+//! - `failure`: sorting transport failures into [`SourceError`] variants by the types gix returns.
 //! - [`resolve`]: picking the commit a reference names from a remote ref listing.
 //! - [`checkout`]: read-only per-commit checkouts and their content digest.
 //! - [`verify`]: commit/tag signature checks (via `git verify-commit`/`verify-tag`, which run
@@ -16,6 +17,7 @@
 pub mod cache;
 pub mod checkout;
 pub mod error;
+mod failure;
 pub mod remote;
 pub mod resolve;
 pub mod spec;

@@ -14,6 +14,7 @@ use gix::remote::Direction;
 use gix::remote::fetch::Shallow;
 
 use crate::error::SourceError;
+use crate::failure::{Findings, SshProblem, Stage, Verdict, ssh_diagnosis, verdict};
 use crate::spec::{Auth, Secret};
 use crate::url::RemoteUrl;
 
@@ -355,7 +356,18 @@ impl Transport<'_> {
         }
         let host = url.host().unwrap_or("localhost").to_owned();
         let port = url.port;
-        let unreachable = |e: std::io::Error| self.classify(e);
+        // Failing to resolve the host or to connect to it is unreachability by where it happened,
+        // whatever the io kind; later socket errors are classified as usual.
+        let unreachable = |e: std::io::Error| {
+            let url = self.display_url();
+            if self.interrupt.load(Ordering::Relaxed) {
+                return SourceError::Cancelled { url };
+            }
+            SourceError::Unreachable {
+                url,
+                detail: e.to_string(),
+            }
+        };
         let address =
             std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port.unwrap_or(9418)))
                 .map_err(unreachable)?
@@ -366,13 +378,13 @@ impl Transport<'_> {
                 })?;
         let read = std::net::TcpStream::connect_timeout(&address, self.connect_timeout)
             .map_err(unreachable)?;
-        read.set_nodelay(true).map_err(unreachable)?;
+        read.set_nodelay(true).map_err(|e| self.classify(e))?;
         // A server that stops answering must not hold the blocking thread (and the mirror lock)
         // beyond the fetch timeout.
         read.set_read_timeout(Some(self.connect_timeout))
             .and_then(|()| read.set_write_timeout(Some(self.connect_timeout)))
-            .map_err(unreachable)?;
-        let write = read.try_clone().map_err(unreachable)?;
+            .map_err(|e| self.classify(e))?;
+        let write = read.try_clone().map_err(|e| self.classify(e))?;
         let transport = gix_transport::client::git::blocking_io::Connection::new(
             read,
             write,
@@ -458,7 +470,7 @@ impl Transport<'_> {
     /// The result of a pack transfer: an interruption by the size watch becomes [`SourceError::TooLarge`]
     /// and drops the mirror (gix already removed the partial pack; a mirror that cannot hold the
     /// repository is useless and would only be fetched into again).
-    fn received<T, E: std::error::Error>(
+    fn received<T, E: std::error::Error + 'static>(
         &self,
         mirror: &Path,
         result: Result<T, E>,
@@ -474,7 +486,7 @@ impl Transport<'_> {
                 actual_bytes: limit.saturating_sub(watch.shared.budget) + received,
             });
         }
-        result.map_err(|e| self.classify(e))
+        result.map_err(|e| self.classify_at(Stage::Transfer, &e))
     }
 
     /// Credentials over plain `http://` travel in clear text; they are sent only to loopback hosts
@@ -542,18 +554,65 @@ impl Transport<'_> {
         Ok(())
     }
 
-    /// Sorts a transport failure into the actionable variants by the text that git servers, ssh and
-    /// HTTP produce; anything else stays a generic transport error. Secrets are scrubbed.
-    pub(crate) fn classify(&self, error: impl std::error::Error) -> SourceError {
-        let mut detail = error_chain(&error);
-        if let Some(log) = &self.ssh_log
-            && let Ok(ssh_said) = std::fs::read_to_string(log)
-            && !ssh_said.trim().is_empty()
-        {
-            detail = format!("{detail}; ssh: {}", ssh_said.trim().replace('\n', " "));
+    /// Sorts a failure of the connection, handshake or ref listing into the actionable variants
+    /// (see [`Self::classify_at`]).
+    pub(crate) fn classify(&self, error: impl std::error::Error + 'static) -> SourceError {
+        self.classify_at(Stage::Connect, &error)
+    }
+
+    /// Sorts a transport failure into the actionable variants: a raised interrupt flag is a
+    /// cancellation; over ssh, what ssh itself reported ([`ssh_diagnosis`]) decides; otherwise the
+    /// types in the error's cause tree do ([`Findings`]). Anything else stays a generic transport
+    /// error. Secrets are scrubbed from the detail.
+    fn classify_at(&self, stage: Stage, error: &(dyn std::error::Error + 'static)) -> SourceError {
+        let url = self.display_url();
+        if self.interrupt.load(Ordering::Relaxed) {
+            return SourceError::Cancelled { url };
         }
-        // Secrets are never handed to gix in a URL, so they should not be in its messages; scrub them
-        // anyway. Very short ones are skipped: they would mangle every word without hiding anything.
+        let ssh_said = self.ssh_said();
+        let mut detail = error_chain(error);
+        if let Some(ssh_said) = &ssh_said {
+            detail = format!("{detail}; ssh: {}", ssh_said.replace('\n', " "));
+        }
+        let detail = self.scrub(detail);
+        match ssh_said.as_deref().and_then(ssh_diagnosis) {
+            Some(SshProblem::HostKeyChanged) => {
+                return SourceError::HostKeyChanged {
+                    url,
+                    host: self.url.host(),
+                };
+            }
+            Some(SshProblem::HostKeyUnknown) => {
+                return SourceError::HostKeyUnknown {
+                    url,
+                    host: self.url.host(),
+                };
+            }
+            Some(SshProblem::AuthRejected | SshProblem::KeyPassphrase) => {
+                return self.auth_failed(detail);
+            }
+            Some(SshProblem::Unreachable) => return SourceError::Unreachable { url, detail },
+            None => {}
+        }
+        match verdict(&Findings::of(error), stage, self.url.is_ssh) {
+            Verdict::AuthFailed => self.auth_failed(detail),
+            Verdict::RepositoryNotFound => SourceError::RepositoryNotFound { url },
+            Verdict::Unreachable => SourceError::Unreachable { url, detail },
+            Verdict::Other => SourceError::Transport { url, detail },
+        }
+    }
+
+    /// What ssh wrote to its log (`ssh -E`), if anything.
+    fn ssh_said(&self) -> Option<String> {
+        let said = std::fs::read_to_string(self.ssh_log.as_ref()?).ok()?;
+        let said = said.trim();
+        (!said.is_empty()).then(|| said.to_owned())
+    }
+
+    /// Secrets are never handed to gix in a URL, so they should not be in its messages; they are
+    /// scrubbed anyway. Very short ones are skipped: they would mangle every word without hiding
+    /// anything.
+    fn scrub(&self, mut detail: String) -> String {
         let embedded = self
             .url
             .embedded_basic
@@ -564,60 +623,17 @@ impl Transport<'_> {
                 detail = detail.replace(&secret, "***");
             }
         }
-        let lower = detail.to_ascii_lowercase();
-        let url = self.display_url();
-        if self.interrupt.load(Ordering::Relaxed) || lower.contains("interrupted") {
-            return SourceError::Cancelled { url };
-        }
-        if lower.contains("remote host identification has changed")
-            || lower.contains("host key for") && lower.contains("has changed")
-        {
-            return SourceError::HostKeyChanged {
-                url,
-                host: self.url.host(),
-            };
-        }
-        if lower.contains("host key verification failed")
-            || lower.contains("no ") && lower.contains("host key is known")
-        {
-            return SourceError::HostKeyUnknown {
-                url,
-                host: self.url.host(),
-            };
-        }
-        // Match HTTP statuses as statuses: a bare "401" also matches a port like 40177 in the URL.
-        let status = http_status(&lower);
-        if lower.contains("permission denied")
-            || matches!(status, Some(401 | 403))
-            || lower.contains("authentication")
-            || lower.contains("credentials")
-        {
-            if let Some(locked) = self.locked_key_error() {
-                return locked;
-            }
-            return SourceError::AuthFailed { url, detail };
-        }
-        if lower.contains("not found")
-            || status == Some(404)
-            || lower.contains("does not appear to be a git repository")
-            || lower.contains("no such file or directory") && !self.url.is_http
-            || lower.contains("access denied")
-            || lower.contains("not exported")
-        {
-            return SourceError::RepositoryNotFound { url };
-        }
-        if lower.contains("connection refused")
-            || lower.contains("could not resolve")
-            || lower.contains("failed to lookup")
-            || lower.contains("network is unreachable")
-            || lower.contains("timed out")
-            || lower.contains("error trying to connect")
-            || lower.contains("connection closed")
-            || lower.contains("connection reset")
-        {
-            return SourceError::Unreachable { url, detail };
-        }
-        SourceError::Transport { url, detail }
+        detail
+    }
+
+    /// An authentication failure; for an SSH key that cannot be unlocked (a wrong or missing
+    /// passphrase), [`SourceError::SshKeyPassphrase`] instead.
+    fn auth_failed(&self, detail: String) -> SourceError {
+        self.locked_key_error()
+            .unwrap_or_else(|| SourceError::AuthFailed {
+                url: self.display_url(),
+                detail,
+            })
     }
 }
 
@@ -644,8 +660,10 @@ impl Transport<'_> {
             }
         }
         let output = command.arg("-f").arg(private_key).output().ok()?;
-        let stderr = String::from_utf8_lossy(&output.stderr).to_ascii_lowercase();
-        if output.status.success() || !stderr.contains("incorrect passphrase") {
+        if output.status.success()
+            || ssh_diagnosis(&String::from_utf8_lossy(&output.stderr))
+                != Some(SshProblem::KeyPassphrase)
+        {
             return None;
         }
         Some(SourceError::SshKeyPassphrase {
@@ -760,36 +778,4 @@ pub(crate) fn dir_size(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-/// The HTTP status in a transport message such as "received http status 404: ..." (lowercased).
-fn http_status(lower: &str) -> Option<u16> {
-    lower.match_indices("status ").find_map(|(at, found)| {
-        let digits = lower.get(at + found.len()..at + found.len() + 3)?;
-        let after = lower[at + found.len() + 3..].chars().next();
-        (digits.bytes().all(|b| b.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit()))
-            .then(|| digits.parse().ok())
-            .flatten()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::http_status;
-
-    #[test]
-    fn http_status_is_read_as_a_status_not_from_a_port() {
-        let not_found = "received http status 404: http status client error (404 not found) for url \
-                         (http://127.0.0.1:40177/nope.git/info/refs?service=git-upload-pack)";
-        assert_eq!(http_status(not_found), Some(404));
-        assert_eq!(
-            http_status("received http status 401: unauthorized"),
-            Some(401)
-        );
-        assert_eq!(
-            http_status("connect to http://127.0.0.1:40377 failed"),
-            None
-        );
-        assert_eq!(http_status("exit status 1282"), None);
-    }
 }
