@@ -6,14 +6,17 @@
 
 mod config_maps;
 mod connect;
-mod error;
 mod resources;
 mod throttle;
 
+// The API words the stages share with this crate live in `capstan-core`, so the stages need not
+// depend on it; re-exported so `capstan_cluster::ClusterError` and friends keep working.
+pub use capstan_core::api::{
+    ClusterError, Deleted, FIELD_IMMUTABLE_MESSAGE, FIELD_MANAGER, Ownership, PropagationPolicy,
+    is_immutable_cause,
+};
 pub use connect::{ConnectOptions, KubeconfigSource, RequestObserver};
-pub use error::{ClusterError, FIELD_IMMUTABLE_MESSAGE, is_immutable_cause};
-pub use kube::api::PropagationPolicy;
-pub use resources::{Deleted, Ownership, ResolvedKind};
+pub use resources::ResolvedKind;
 pub use throttle::RateLimit;
 
 use k8s_openapi::apimachinery::pkg::version::Info;
@@ -55,9 +58,6 @@ fn build_client(
             .build(),
     })
 }
-
-/// The field manager name Capstan uses for every server-side apply.
-pub const FIELD_MANAGER: &str = "capstan";
 
 /// A connection to one cluster: a client plus where it came from, for messages.
 #[derive(Clone)]

@@ -1,7 +1,9 @@
 //! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]) and
-//! how an object is marked as belonging to an app ([`ownership`]), and the pipeline's stages as
-//! tracing spans ([`stage`]).
+//! how an object is marked as belonging to an app ([`ownership`]), the pipeline's stages as
+//! tracing spans ([`stage`]), and the API words the stages and the cluster adapter share ([`api`]:
+//! `ClusterError`, `FIELD_MANAGER`, `Ownership`, …).
 
+pub mod api;
 pub mod ownership;
 pub mod stage;
 
