@@ -7,6 +7,7 @@
 mod config_maps;
 mod connect;
 mod resources;
+mod stages;
 mod throttle;
 
 // The API words the stages share with this crate live in `capstan-core`, so the stages need not

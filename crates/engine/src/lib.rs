@@ -219,7 +219,7 @@ impl Engine {
         &self.cluster
     }
 
-    fn store(&self, app: &App) -> InventoryStore {
+    fn store(&self, app: &App) -> InventoryStore<Cluster> {
         InventoryStore::new(self.cluster.clone(), app.id.clone())
     }
 
@@ -293,8 +293,8 @@ impl Engine {
         let desired_inventory = plan.desired_inventory();
         if stored.resource_version.is_none() {
             // The first sync of an app: its inventory needs a home before anything is applied.
-            self.cluster
-                .ensure_namespace(&app.id.namespace)
+            store
+                .ensure_namespace()
                 .await
                 .map_err(EngineError::cluster)?;
         }

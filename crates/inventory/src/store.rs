@@ -7,10 +7,14 @@
 //! first, then the head is switched to it with a resourceVersion precondition, then older shards are
 //! deleted. A crash at any point leaves a head that names complete shards; leftovers of an unfinished
 //! write are removed by the next one.
+//!
+//! The store reaches the cluster only through [`ConfigMaps`] (implemented for
+//! `capstan_cluster::Cluster` in that crate's adapter module).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
-use capstan_cluster::{Cluster, ClusterError};
+use capstan_core::api::ClusterError;
 use capstan_core::ownership::{self, AppId};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
@@ -22,6 +26,46 @@ const SHARD_BYTES: usize = 700 * 1024;
 const FORMAT: &str = "1";
 const INVENTORY_LABEL: &str = "capstan.dev/inventory";
 const GENERATION_LABEL: &str = "capstan.dev/inventory-generation";
+
+/// What the store needs from the cluster: ConfigMap verbs in one namespace, and that namespace.
+pub trait ConfigMaps {
+    /// The ConfigMap, or `None` when it does not exist.
+    fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ConfigMap>, ClusterError>> + Send;
+    /// The ConfigMaps matching a label selector (`key=value`, `key`, comma-separated).
+    fn list_config_maps(
+        &self,
+        namespace: &str,
+        label_selector: &str,
+    ) -> impl Future<Output = Result<Vec<ConfigMap>, ClusterError>> + Send;
+    /// Creates the ConfigMap; HTTP 409 `AlreadyExists` when the name is taken.
+    fn create_config_map(
+        &self,
+        namespace: &str,
+        config_map: &ConfigMap,
+    ) -> impl Future<Output = Result<ConfigMap, ClusterError>> + Send;
+    /// Replaces the ConfigMap; HTTP 409 `Conflict` when `config_map.metadata.resourceVersion` is no
+    /// longer the live one.
+    fn replace_config_map(
+        &self,
+        namespace: &str,
+        config_map: &ConfigMap,
+    ) -> impl Future<Output = Result<ConfigMap, ClusterError>> + Send;
+    /// Deletes the ConfigMap; one that is already gone is not an error.
+    fn delete_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Creates the namespace unless it exists; whether it was created.
+    fn ensure_namespace(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, ClusterError>> + Send;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -76,14 +120,21 @@ pub struct Stored {
     generation: u64,
 }
 
-pub struct InventoryStore {
-    cluster: Cluster,
+/// One app's inventory in the cluster `C` (in production `capstan_cluster::Cluster`).
+pub struct InventoryStore<C> {
+    cluster: C,
     app: AppId,
 }
 
-impl InventoryStore {
-    pub fn new(cluster: Cluster, app: AppId) -> Self {
+impl<C: ConfigMaps + Sync> InventoryStore<C> {
+    pub fn new(cluster: C, app: AppId) -> Self {
         Self { cluster, app }
+    }
+
+    /// Creates the app's namespace, where its inventory lives, unless it exists; whether it was
+    /// created. The first save of an app needs it.
+    pub async fn ensure_namespace(&self) -> Result<bool, ClusterError> {
+        self.cluster.ensure_namespace(&self.app.namespace).await
     }
 
     pub fn head_name(&self) -> String {

@@ -14,8 +14,8 @@
 //! An existing object that the live object already proves unchanged ([`unchanged::proven`]) is not
 //! dry-run at all, unless [`PlanOptions::dry_run_all`]: a synced app is planned from its LISTs.
 //!
-//! The plan itself does no I/O: it asks a [`ServerView`] (implemented by `capstan_cluster::Cluster`),
-//! so the same inputs and the same server answers always give the same plan and the same hash.
+//! The plan itself does no I/O: it asks a [`ServerView`] (implemented for `capstan_cluster::Cluster`
+//! in that crate's adapter module, and by in-memory fakes in tests), so the same inputs and the same server answers always give the same plan and the same hash.
 
 pub mod diff;
 pub mod drift;
@@ -28,8 +28,8 @@ pub mod unchanged;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
-use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
 use capstan_core::annotation;
+use capstan_core::api::{ClusterError, FIELD_MANAGER};
 use capstan_core::ownership::{self, AppId};
 use capstan_core::{ObjectError, ObjectRef};
 use capstan_inventory::Inventory;
@@ -98,8 +98,9 @@ pub struct DesiredObject {
     pub provenance: String,
 }
 
-/// What the plan needs from the cluster. `Cluster` implements it; the plan never talks to the API
-/// server itself.
+/// What the plan needs from the cluster. `capstan_cluster::Cluster` implements it (in
+/// `capstan-cluster`, which depends on this crate, not the other way round); the plan never talks to
+/// the API server itself.
 pub trait ServerView {
     /// `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` when the server does not know the
     /// kind (yet).
@@ -123,30 +124,6 @@ pub trait ServerView {
         namespace: Option<&str>,
         limit: u32,
     ) -> impl Future<Output = Result<Option<Vec<DynamicObject>>, ClusterError>> + Send;
-}
-
-impl ServerView for Cluster {
-    async fn namespaced(&self, object: &ObjectRef) -> Result<Option<bool>, ClusterError> {
-        match self.resolve(object).await {
-            Ok(kind) => Ok(Some(kind.namespaced)),
-            Err(ClusterError::UnknownKind { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-    async fn dry_run_apply(&self, desired: &DynamicObject) -> Result<DynamicObject, ClusterError> {
-        self.apply(desired, Ownership::Force, true).await
-    }
-    async fn live(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
-        self.get(object).await
-    }
-    async fn list(
-        &self,
-        kind: &ObjectRef,
-        namespace: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<Vec<DynamicObject>>, ClusterError> {
-        Cluster::list_bounded(self, kind, namespace, limit).await
-    }
 }
 
 /// Kinds with at least this many desired objects in one namespace are read with one LIST instead of a
