@@ -8,18 +8,23 @@
 //! app opts in (`capstan.dev/sync-options: Replace=true`). Prune runs last, in reverse order, and only
 //! deletes candidates the plan marked [`PruneDecision::Delete`] (in the previous inventory and carrying
 //! this app's mark). On failure, SyncFail hooks run and the error carries what was changed before it.
+//!
+//! The cluster is an [`ApplyTarget`]: `capstan_cluster::Cluster` implements it in that crate's adapter
+//! module; unit tests use an in-memory fake.
 
 pub mod order;
 
+use std::future::Future;
 use std::time::Duration;
 
-use capstan_cluster::{Cluster, ClusterError, Deleted, Ownership, PropagationPolicy};
 use capstan_core::ObjectRef;
+use capstan_core::api::{ClusterError, Deleted, Ownership, PropagationPolicy};
 use capstan_core::stage::Stage;
 use capstan_health::HealthStatus;
 use capstan_plan::hooks;
 use capstan_plan::{Action, Change, Plan, PruneDecision, SYNC_OPTIONS_ANNOTATION, replace_allowed};
 use futures::{StreamExt, stream};
+use kube::api::DynamicObject;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -29,6 +34,31 @@ pub use order::{OrderError, Slot};
 const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLACE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What apply needs from the cluster: server-side apply (for real, field manager `capstan`), delete,
+/// get (to wait for a replaced object to be gone, for a hook to complete and for a CRD to be
+/// Established), and dropping discovery once new CRDs are Established.
+pub trait ApplyTarget {
+    /// Server-side apply of `desired`, stored; the object as the server stored it.
+    fn apply(
+        &self,
+        desired: &DynamicObject,
+        ownership: Ownership,
+    ) -> impl Future<Output = Result<DynamicObject, ClusterError>> + Send;
+    /// Deletes one object; an object that is already gone is [`Deleted::AlreadyGone`], not an error.
+    fn delete(
+        &self,
+        object: &ObjectRef,
+        propagation: PropagationPolicy,
+    ) -> impl Future<Output = Result<Deleted, ClusterError>> + Send;
+    /// The live object, or `None` when it does not exist.
+    fn get(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<DynamicObject>, ClusterError>> + Send;
+    /// Forgets what the cluster served before: kinds of CRDs just Established become resolvable.
+    fn forget_discovery(&self);
+}
 
 /// What to do when a field Git declares is owned by another manager.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -187,8 +217,8 @@ pub struct ApplyError {
 }
 
 /// Applies `plan` to `cluster`.
-pub async fn apply(
-    cluster: &Cluster,
+pub async fn apply<C: ApplyTarget + Sync>(
+    cluster: &C,
     plan: &Plan,
     options: &ApplyOptions,
 ) -> Result<ChangeSet, ApplyError> {
@@ -225,8 +255,8 @@ pub async fn apply(
     Ok(changed)
 }
 
-async fn run_steps(
-    cluster: &Cluster,
+async fn run_steps<C: ApplyTarget + Sync>(
+    cluster: &C,
     plan: &Plan,
     options: &ApplyOptions,
     steps: &[(Slot, Vec<usize>)],
@@ -244,8 +274,8 @@ async fn run_steps(
     Ok(())
 }
 
-async fn run_sync_fail_hooks(
-    cluster: &Cluster,
+async fn run_sync_fail_hooks<C: ApplyTarget + Sync>(
+    cluster: &C,
     plan: &Plan,
     options: &ApplyOptions,
     steps: &[(Slot, Vec<usize>)],
@@ -266,8 +296,8 @@ async fn run_sync_fail_hooks(
 }
 
 /// Applies one step's objects in parallel; waits for CRDs among them to be Established.
-async fn run_step(
-    cluster: &Cluster,
+async fn run_step<C: ApplyTarget + Sync>(
+    cluster: &C,
     plan: &Plan,
     options: &ApplyOptions,
     members: &[usize],
@@ -312,8 +342,8 @@ async fn run_step(
     Ok(())
 }
 
-async fn apply_one(
-    cluster: &Cluster,
+async fn apply_one<C: ApplyTarget + Sync>(
+    cluster: &C,
     change: &Change,
     options: &ApplyOptions,
 ) -> Result<Outcome, ApplyFailure> {
@@ -331,7 +361,7 @@ async fn apply_one(
         provenance: change.provenance.clone(),
         source: Box::new(source),
     };
-    match cluster.apply(&change.desired, ownership, false).await {
+    match cluster.apply(&change.desired, ownership).await {
         Ok(_) => Ok(match change.action {
             Action::Create => Outcome::Created,
             _ => Outcome::Configured,
@@ -363,8 +393,8 @@ fn ownership_for(options: &ApplyOptions) -> Ownership {
 }
 
 /// Delete (foreground, so dependents go first), wait until gone, create.
-async fn replace(
-    cluster: &Cluster,
+async fn replace<C: ApplyTarget + Sync>(
+    cluster: &C,
     change: &Change,
     ownership: Ownership,
 ) -> Result<(), ApplyFailure> {
@@ -393,7 +423,7 @@ async fn replace(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cluster
-        .apply(&change.desired, ownership, false)
+        .apply(&change.desired, ownership)
         .await
         .map_err(rejected)?;
     Ok(())
@@ -401,8 +431,8 @@ async fn replace(
 
 /// Waits until every hook among `members` completed (Current for capstan-health: a Job Complete, a
 /// Pod Succeeded), applying its delete policy.
-async fn wait_for_hooks(
-    cluster: &Cluster,
+async fn wait_for_hooks<C: ApplyTarget + Sync>(
+    cluster: &C,
     plan: &Plan,
     members: &[usize],
 ) -> Result<(), ApplyFailure> {
@@ -446,13 +476,16 @@ async fn wait_for_hooks(
     Ok(())
 }
 
-async fn delete_hook(cluster: &Cluster, hook: &ObjectRef) {
+async fn delete_hook<C: ApplyTarget + Sync>(cluster: &C, hook: &ObjectRef) {
     if let Err(error) = cluster.delete(hook, PropagationPolicy::Background).await {
         tracing::warn!(%hook, %error, "could not delete hook after it ran");
     }
 }
 
-async fn wait_established(cluster: &Cluster, crd: &ObjectRef) -> Result<(), ApplyFailure> {
+async fn wait_established<C: ApplyTarget + Sync>(
+    cluster: &C,
+    crd: &ObjectRef,
+) -> Result<(), ApplyFailure> {
     let deadline = tokio::time::Instant::now() + CRD_ESTABLISHED_TIMEOUT;
     let mut reason = String::from("not found");
     loop {
@@ -492,8 +525,8 @@ async fn wait_established(cluster: &Cluster, crd: &ObjectRef) -> Result<(), Appl
 }
 
 /// Deletes the plan's prune candidates marked Delete, in reverse apply order.
-async fn prune(
-    cluster: &Cluster,
+async fn prune<C: ApplyTarget + Sync>(
+    cluster: &C,
     plan: &Plan,
     options: &ApplyOptions,
     changed: &mut ChangeSet,

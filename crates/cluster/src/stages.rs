@@ -9,7 +9,7 @@ use capstan_core::ObjectRef;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::DynamicObject;
 
-use crate::{Cluster, ClusterError, Ownership};
+use crate::{Cluster, ClusterError, Deleted, Ownership, PropagationPolicy};
 
 impl capstan_plan::ServerView for Cluster {
     async fn namespaced(&self, object: &ObjectRef) -> Result<Option<bool>, ClusterError> {
@@ -77,5 +77,31 @@ impl capstan_inventory::ConfigMaps for Cluster {
 
     async fn ensure_namespace(&self, name: &str) -> Result<bool, ClusterError> {
         Cluster::ensure_namespace(self, name).await
+    }
+}
+
+impl capstan_apply::ApplyTarget for Cluster {
+    async fn apply(
+        &self,
+        desired: &DynamicObject,
+        ownership: Ownership,
+    ) -> Result<DynamicObject, ClusterError> {
+        Cluster::apply(self, desired, ownership, false).await
+    }
+
+    async fn delete(
+        &self,
+        object: &ObjectRef,
+        propagation: PropagationPolicy,
+    ) -> Result<Deleted, ClusterError> {
+        Cluster::delete(self, object, propagation).await
+    }
+
+    async fn get(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
+        Cluster::get(self, object).await
+    }
+
+    fn forget_discovery(&self) {
+        Cluster::forget_discovery(self)
     }
 }
