@@ -105,3 +105,24 @@ impl capstan_apply::ApplyTarget for Cluster {
         Cluster::forget_discovery(self)
     }
 }
+
+impl capstan_health::HealthView for Cluster {
+    async fn read(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
+        Cluster::get(self, object).await
+    }
+
+    async fn pods(
+        &self,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<DynamicObject>, ClusterError> {
+        let pods = ObjectRef {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: None,
+            name: String::new(),
+        };
+        Cluster::list(self, &pods, namespace, Some(label_selector)).await
+    }
+}
