@@ -17,13 +17,16 @@ mod wait;
 
 use std::time::Duration;
 
-use capstan_apply::{ApplyError, ApplyOptions, ChangeSet, Conflicts};
-use capstan_cluster::{Cluster, ClusterError, PropagationPolicy};
+use capstan_apply::{ApplyError, ApplyOptions, ApplyTarget, ChangeSet, Conflicts};
+use capstan_cluster::Cluster;
 use capstan_core::ObjectRef;
+use capstan_core::api::{ClusterError, PropagationPolicy};
 use capstan_core::ownership::AppId;
-use capstan_health::Summary;
-use capstan_inventory::{Inventory, InventoryError, InventoryStore};
-use capstan_plan::{DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision};
+use capstan_health::{HealthView, Summary};
+use capstan_inventory::{ConfigMaps, Inventory, InventoryError, InventoryStore};
+use capstan_plan::{
+    DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision, ServerView,
+};
 use tracing::Instrument;
 
 // The stages' types that front ends print or pass on, reached through the engine: the CLI and the
@@ -205,21 +208,31 @@ pub fn desired_objects(
         .collect()
 }
 
-/// The engine for one cluster.
-pub struct Engine {
-    cluster: Cluster,
+/// Everything the engine's stages need from a cluster: each stage's trait, defined in that stage's
+/// crate. `capstan_cluster::Cluster` implements them all (module `capstan_cluster::stages`); unit
+/// tests use an in-memory fake. Implemented for every type that implements the four.
+pub trait Target: ServerView + ApplyTarget + ConfigMaps + HealthView + Clone + Send + Sync {}
+
+impl<T> Target for T where
+    T: ServerView + ApplyTarget + ConfigMaps + HealthView + Clone + Send + Sync
+{
 }
 
-impl Engine {
-    pub fn new(cluster: Cluster) -> Self {
+/// The engine for one cluster (in production a `capstan_cluster::Cluster`).
+pub struct Engine<C = Cluster> {
+    cluster: C,
+}
+
+impl<C: Target> Engine<C> {
+    pub fn new(cluster: C) -> Self {
         Self { cluster }
     }
 
-    pub fn cluster(&self) -> &Cluster {
+    pub fn cluster(&self) -> &C {
         &self.cluster
     }
 
-    fn store(&self, app: &App) -> InventoryStore<Cluster> {
+    fn store(&self, app: &App) -> InventoryStore<C> {
         InventoryStore::new(self.cluster.clone(), app.id.clone())
     }
 

@@ -8,13 +8,13 @@ use capstan_core::ObjectRef;
 use capstan_health::{Health, HealthRules, HealthStatus, Summary, summarize};
 use futures::{StreamExt, stream};
 
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Target};
 
 const POLL: Duration = Duration::from_millis(500);
 /// Objects read at once per round.
 const CONCURRENCY: usize = 16;
 
-impl Engine {
+impl<C: Target> Engine<C> {
     /// The health of each object now (in the order given); a missing object is NotFound. Objects
     /// are read concurrently, as `status` and `--wait` read every object of an app each round.
     pub async fn health(
