@@ -6,6 +6,8 @@
 //! Prune candidates are `previous inventory − desired objects`, and prune itself still checks the
 //! ownership mark on the live object before deleting.
 
+#[cfg(test)]
+mod fake;
 pub mod store;
 
 use std::collections::BTreeMap;
