@@ -112,9 +112,9 @@ pub fn format(duration: Duration) -> String {
     }
     let nanos = duration.subsec_nanos();
     if nanos > 0 {
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             out.push_str(&format!("{}ms", nanos / 1_000_000));
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             out.push_str(&format!("{}us", nanos / 1_000));
         } else {
             out.push_str(&format!("{nanos}ns"));
