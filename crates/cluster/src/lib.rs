@@ -2,7 +2,8 @@
 //!
 //! It owns how a connection is made (kubeconfig, context and in-cluster selection, the way kubectl
 //! does it) and the questions Capstan asks the API server. Later stages reach the cluster only through
-//! the [`Cluster`] handle, so timeouts, the field manager and error wording live in one place.
+//! the [`Cluster`] handle, so timeouts, the field manager and error wording live in one place. The
+//! stages name what they need as traits of their own; `stages` implements those for `Cluster`.
 
 mod config_maps;
 mod connect;
