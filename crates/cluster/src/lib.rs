@@ -2,18 +2,23 @@
 //!
 //! It owns how a connection is made (kubeconfig, context and in-cluster selection, the way kubectl
 //! does it) and the questions Capstan asks the API server. Later stages reach the cluster only through
-//! the [`Cluster`] handle, so timeouts, the field manager and error wording live in one place.
+//! the [`Cluster`] handle, so timeouts, the field manager and error wording live in one place. The
+//! stages name what they need as traits of their own; `stages` implements those for `Cluster`.
 
 mod config_maps;
 mod connect;
-mod error;
 mod resources;
+mod stages;
 mod throttle;
 
+// The API words the stages share with this crate live in `capstan-core`, so the stages need not
+// depend on it; re-exported so `capstan_cluster::ClusterError` and friends keep working.
+pub use capstan_core::api::{
+    ClusterError, Deleted, FIELD_IMMUTABLE_MESSAGE, FIELD_MANAGER, Ownership, PropagationPolicy,
+    is_immutable_cause,
+};
 pub use connect::{ConnectOptions, KubeconfigSource, RequestObserver};
-pub use error::{ClusterError, FIELD_IMMUTABLE_MESSAGE, is_immutable_cause};
-pub use kube::api::PropagationPolicy;
-pub use resources::{Deleted, Ownership, ResolvedKind};
+pub use resources::ResolvedKind;
 pub use throttle::RateLimit;
 
 use k8s_openapi::apimachinery::pkg::version::Info;
@@ -55,9 +60,6 @@ fn build_client(
             .build(),
     })
 }
-
-/// The field manager name Capstan uses for every server-side apply.
-pub const FIELD_MANAGER: &str = "capstan";
 
 /// A connection to one cluster: a client plus where it came from, for messages.
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use kube::api::{
 };
 use kube::discovery::{self, Scope};
 
-use crate::{Cluster, ClusterError, FIELD_MANAGER};
+use crate::{Cluster, ClusterError, Deleted, FIELD_MANAGER, Ownership};
 
 /// A kind as the API server serves it.
 #[derive(Clone, Debug)]
@@ -27,24 +27,6 @@ type KindKey = (String, String, String);
 /// Discovery answers by kind. Shared by clones of one [`Cluster`].
 #[derive(Clone, Default)]
 pub(crate) struct DiscoveryCache(Arc<Mutex<HashMap<KindKey, ResolvedKind>>>);
-
-/// How an apply treats fields another manager owns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ownership {
-    /// Git wins: take every declared field back from whoever changed it.
-    Force,
-    /// Stop with a conflict error naming the other manager and the fields.
-    Respect,
-}
-
-/// What a delete did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Deleted {
-    /// The server accepted the delete (the object may still be finalizing).
-    Requested,
-    /// It was already gone.
-    AlreadyGone,
-}
 
 impl Cluster {
     /// Resolves a kind to its resource, asking the API server once per kind until

@@ -12,18 +12,23 @@
 //!   object, and shrunk to what is still there only after prune succeeded.
 
 pub mod desired;
+#[cfg(test)]
+mod fake;
 pub mod spec;
 mod wait;
 
 use std::time::Duration;
 
-use capstan_apply::{ApplyError, ApplyOptions, ChangeSet, Conflicts};
-use capstan_cluster::{Cluster, ClusterError, PropagationPolicy};
+use capstan_apply::{ApplyError, ApplyOptions, ApplyTarget, ChangeSet, Conflicts};
+use capstan_cluster::Cluster;
 use capstan_core::ObjectRef;
+use capstan_core::api::{ClusterError, PropagationPolicy};
 use capstan_core::ownership::AppId;
-use capstan_health::Summary;
-use capstan_inventory::{Inventory, InventoryError, InventoryStore};
-use capstan_plan::{DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision};
+use capstan_health::{HealthView, Summary};
+use capstan_inventory::{ConfigMaps, Inventory, InventoryError, InventoryStore};
+use capstan_plan::{
+    DesiredObject, IgnoreDifference, Plan, PlanError, PlanOptions, PruneDecision, ServerView,
+};
 use tracing::Instrument;
 
 // The stages' types that front ends print or pass on, reached through the engine: the CLI and the
@@ -205,21 +210,31 @@ pub fn desired_objects(
         .collect()
 }
 
-/// The engine for one cluster.
-pub struct Engine {
-    cluster: Cluster,
+/// Everything the engine's stages need from a cluster: each stage's trait, defined in that stage's
+/// crate. `capstan_cluster::Cluster` implements them all (module `capstan_cluster::stages`); unit
+/// tests use an in-memory fake. Implemented for every type that implements the four.
+pub trait Target: ServerView + ApplyTarget + ConfigMaps + HealthView + Clone + Send + Sync {}
+
+impl<T> Target for T where
+    T: ServerView + ApplyTarget + ConfigMaps + HealthView + Clone + Send + Sync
+{
 }
 
-impl Engine {
-    pub fn new(cluster: Cluster) -> Self {
+/// The engine for one cluster (in production a `capstan_cluster::Cluster`).
+pub struct Engine<C = Cluster> {
+    cluster: C,
+}
+
+impl<C: Target> Engine<C> {
+    pub fn new(cluster: C) -> Self {
         Self { cluster }
     }
 
-    pub fn cluster(&self) -> &Cluster {
+    pub fn cluster(&self) -> &C {
         &self.cluster
     }
 
-    fn store(&self, app: &App) -> InventoryStore {
+    fn store(&self, app: &App) -> InventoryStore<C> {
         InventoryStore::new(self.cluster.clone(), app.id.clone())
     }
 
@@ -293,8 +308,8 @@ impl Engine {
         let desired_inventory = plan.desired_inventory();
         if stored.resource_version.is_none() {
             // The first sync of an app: its inventory needs a home before anything is applied.
-            self.cluster
-                .ensure_namespace(&app.id.namespace)
+            store
+                .ensure_namespace()
                 .await
                 .map_err(EngineError::cluster)?;
         }
@@ -369,5 +384,198 @@ impl Engine {
             .await?;
         self.store(app).delete().await?;
         Ok(report.changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeCluster;
+    use capstan_health::{HealthRules, HealthStatus};
+    use serde_json::json;
+
+    fn app(prune: bool) -> App {
+        App {
+            id: AppId::new("apps", "shop"),
+            destination_namespace: "shop".into(),
+            policy: Policy {
+                prune,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn config_map(name: &str) -> DesiredObject {
+        DesiredObject {
+            object: serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                "data": {"k": "v"}
+            }))
+            .expect("object"),
+            provenance: format!("{name}.yaml#0"),
+        }
+    }
+
+    fn desired(names: &[&str]) -> Vec<DesiredObject> {
+        names.iter().map(|name| config_map(name)).collect()
+    }
+
+    async fn inventory(engine: &Engine<FakeCluster>, app: &App) -> Vec<String> {
+        let mut names: Vec<String> = engine
+            .inventory(app)
+            .await
+            .expect("inventory")
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_first_sync_gives_the_inventory_a_home_and_prune_shrinks_it() {
+        let fake = FakeCluster::with_namespaces(&["shop"]);
+        let engine = Engine::new(fake.clone());
+        let app = app(true);
+        let report = engine
+            .sync(&app, desired(&["a", "b"]), &SyncRequest::default())
+            .await
+            .expect("first sync");
+        assert_eq!(report.changes.count(capstan_apply::Outcome::Created), 2);
+        assert!(fake.has_namespace("apps"), "the inventory's namespace");
+        assert_eq!(inventory(&engine, &app).await, vec!["a", "b"]);
+
+        let report = engine
+            .sync(&app, desired(&["a"]), &SyncRequest::default())
+            .await
+            .expect("second sync");
+        assert_eq!(report.changes.count(capstan_apply::Outcome::Pruned), 1);
+        assert_eq!(fake.names(), vec!["a"]);
+        assert_eq!(inventory(&engine, &app).await, vec!["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_no_op_sync_sends_no_write() {
+        let fake = FakeCluster::with_namespaces(&["shop"]);
+        let engine = Engine::new(fake.clone());
+        let app = app(true);
+        engine
+            .sync(&app, desired(&["a", "b"]), &SyncRequest::default())
+            .await
+            .expect("first sync");
+        let writes = fake.logged("apply").len() + fake.logged("write").len();
+        let report = engine
+            .sync(&app, desired(&["a", "b"]), &SyncRequest::default())
+            .await
+            .expect("no-op sync");
+        assert!(!report.plan.has_changes(true));
+        assert_eq!(
+            fake.logged("apply").len() + fake.logged("write").len(),
+            writes,
+            "{:?}",
+            fake.log()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_render_never_prunes_an_app_that_has_objects() {
+        let fake = FakeCluster::with_namespaces(&["shop"]);
+        let engine = Engine::new(fake.clone());
+        let app = app(true);
+        engine
+            .sync(&app, desired(&["a"]), &SyncRequest::default())
+            .await
+            .expect("sync");
+        let log = fake.log().len();
+        let err = engine
+            .sync(&app, Vec::new(), &SyncRequest::default())
+            .await
+            .expect_err("empty render");
+        assert!(
+            matches!(err, EngineError::EmptyRender { count: 1, .. }),
+            "{err}"
+        );
+        assert_eq!(fake.log().len(), log, "nothing planned or written");
+        assert_eq!(fake.names(), vec!["a"]);
+
+        // Deleting the app is an empty sync that may prune: everything goes, then the inventory.
+        let changes = engine.delete(&app).await.expect("delete");
+        assert_eq!(changes.count(capstan_apply::Outcome::Pruned), 1);
+        assert!(fake.names().is_empty());
+        assert!(inventory(&engine, &app).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_plan_is_refused_before_anything_is_written() {
+        let fake = FakeCluster::with_namespaces(&["shop"]);
+        let engine = Engine::new(fake.clone());
+        let app = app(false);
+        let plan = engine.plan(&app, desired(&["a"])).await.expect("plan");
+        let request = SyncRequest {
+            prune: false,
+            expected_plan: Some(format!("{}-stale", plan.hash)),
+        };
+        let err = engine
+            .sync(&app, desired(&["a"]), &request)
+            .await
+            .expect_err("stale plan");
+        assert!(matches!(err, EngineError::PlanChanged { .. }), "{err}");
+        assert!(fake.logged("apply").is_empty() && fake.logged("write").is_empty());
+
+        let request = SyncRequest {
+            prune: false,
+            expected_plan: Some(plan.hash),
+        };
+        engine
+            .sync(&app, desired(&["a"]), &request)
+            .await
+            .expect("the reviewed plan");
+        assert_eq!(fake.names(), vec!["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_apply_keeps_every_object_in_the_inventory_and_prunes_nothing() {
+        let fake = FakeCluster::with_namespaces(&["shop"]);
+        let engine = Engine::new(fake.clone());
+        let app = app(true);
+        engine
+            .sync(&app, desired(&["old", "a"]), &SyncRequest::default())
+            .await
+            .expect("first sync");
+        fake.refuse("bad", 403, "Forbidden");
+        let err = engine
+            .sync(&app, desired(&["a", "b", "bad"]), &SyncRequest::default())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, EngineError::Apply { .. }), "{err}");
+        assert!(err.is_forbidden() && !err.is_conflict());
+        assert!(fake.logged("delete").is_empty(), "{:?}", fake.log());
+        assert_eq!(fake.names(), vec!["a", "b", "old"]);
+        // previous ∪ desired was recorded before the apply: nothing is lost track of.
+        assert_eq!(inventory(&engine, &app).await, vec!["a", "b", "bad", "old"]);
+    }
+
+    #[tokio::test]
+    async fn health_reads_every_object() {
+        let fake = FakeCluster::with_namespaces(&["shop"]);
+        let engine = Engine::new(fake.clone());
+        let app = app(false);
+        let report = engine
+            .sync(&app, desired(&["a"]), &SyncRequest::default())
+            .await
+            .expect("sync");
+        let mut objects: Vec<ObjectRef> = report.changes.written().cloned().collect();
+        let mut missing = objects[0].clone();
+        missing.name = "missing".into();
+        objects.push(missing);
+        let health = engine
+            .health(&objects, &HealthRules::default())
+            .await
+            .expect("health");
+        let statuses: Vec<HealthStatus> = health.iter().map(|(_, h)| h.status).collect();
+        assert_eq!(
+            statuses,
+            vec![HealthStatus::Current, HealthStatus::NotFound]
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use capstan_api::AppSpec;
 use capstan_api::spec::{ConflictPolicy, JsonnetVariable, Propagation, Renderer};
 use capstan_apply::Conflicts;
-use capstan_cluster::PropagationPolicy;
+use capstan_core::api::{FIELD_MANAGER, PropagationPolicy};
 use capstan_core::ownership::AppId;
 use capstan_health::{HealthError, HealthRules};
 use capstan_plan::IgnoreRuleError;
@@ -146,7 +146,7 @@ pub fn health_rules(spec: &AppSpec) -> Result<HealthRules, SpecError> {
 pub fn check(spec: &AppSpec) -> Result<(), SpecError> {
     render_options(spec)?;
     health_rules(spec)?;
-    IgnoreRules::new(&spec.ignore_differences, capstan_cluster::FIELD_MANAGER)
+    IgnoreRules::new(&spec.ignore_differences, FIELD_MANAGER)
         .map_err(|source| SpecError::IgnoreDifferences { source })?;
     Ok(())
 }

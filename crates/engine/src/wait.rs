@@ -5,25 +5,16 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use capstan_core::ObjectRef;
-use capstan_health::{Health, HealthRules, HealthStatus, Summary, summarize, workloads};
+use capstan_health::{Health, HealthRules, HealthStatus, Summary, summarize};
 use futures::{StreamExt, stream};
 
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Target};
 
 const POLL: Duration = Duration::from_millis(500);
 /// Objects read at once per round.
 const CONCURRENCY: usize = 16;
 
-/// Kinds whose unhealthy verdict is explained better by their pods' state.
-const POD_OWNERS: &[&str] = &[
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Job",
-];
-
-impl Engine {
+impl<C: Target> Engine<C> {
     /// The health of each object now (in the order given); a missing object is NotFound. Objects
     /// are read concurrently, as `status` and `--wait` read every object of an app each round.
     pub async fn health(
@@ -51,27 +42,9 @@ impl Engine {
         object: &ObjectRef,
         rules: &HealthRules,
     ) -> Result<Health, EngineError> {
-        let Some(live) = self
-            .cluster
-            .get(object)
+        capstan_health::observe(&self.cluster, object, rules)
             .await
-            .map_err(EngineError::cluster)?
-        else {
-            return Ok(Health::not_found());
-        };
-        let health = rules.assess(&live);
-        if health.status != HealthStatus::Current
-            && POD_OWNERS.contains(&object.kind.as_str())
-            && let Some(selector) = workloads::pod_selector(&live)
-        {
-            let pods = self
-                .cluster
-                .list(&pod_kind(), object.namespace.as_deref(), Some(&selector))
-                .await
-                .map_err(EngineError::cluster)?;
-            return Ok(workloads::with_pod_reasons(health, &pods));
-        }
-        Ok(health)
+            .map_err(EngineError::cluster)
     }
 
     /// Waits until every object is Current. Stops early when one is Failed; reports each round to
@@ -104,15 +77,5 @@ impl Engine {
             }
             tokio::time::sleep(POLL).await;
         }
-    }
-}
-
-fn pod_kind() -> ObjectRef {
-    ObjectRef {
-        group: String::new(),
-        version: "v1".into(),
-        kind: "Pod".into(),
-        namespace: None,
-        name: String::new(),
     }
 }

@@ -1,7 +1,9 @@
 //! The health stage: is an applied object done, still on its way, or broken?
 //!
-//! Pure logic over objects the engine read from the cluster; this crate never talks to the API server
-//! (only `capstan-cluster` does) and reads no clock, so the same object always gets the same verdict.
+//! Pure logic over objects read from the cluster; this crate never talks to the API server (only
+//! `capstan-cluster` does) and reads no clock, so the same object always gets the same verdict.
+//! [`observe`] reads an object (and a stuck workload's pods) through the [`HealthView`] trait and
+//! judges it.
 //! The semantics follow kstatus (sigs.k8s.io/cli-utils/pkg/kstatus):
 //!
 //! - [`generic`]: rules every object obeys: deletion, observedGeneration, `Reconciling`/`Stalled`,
@@ -40,6 +42,7 @@ pub mod custom;
 mod error;
 mod fields;
 pub mod generic;
+pub mod observe;
 pub mod resources;
 pub mod summary;
 pub mod workloads;
@@ -51,6 +54,7 @@ use serde::{Deserialize, Serialize};
 
 pub use custom::HealthRules;
 pub use error::HealthError;
+pub use observe::{HealthView, observe};
 pub use summary::{Summary, summarize};
 
 /// Where an object stands, in kstatus's vocabulary.

@@ -1,17 +1,20 @@
 //! An app's inventory: every object Capstan applied for it (group, version, kind, namespace, name),
 //! kept in the destination cluster so the CLI and the controller share it.
 //!
-//! [`Inventory`] is the pure set; [`store`] reads and writes it through `capstan-cluster`.
+//! [`Inventory`] is the pure set; [`store`] reads and writes it through the [`ConfigMaps`] trait,
+//! which `capstan-cluster` implements.
 //! Prune candidates are `previous inventory − desired objects`, and prune itself still checks the
 //! ownership mark on the live object before deleting.
 
+#[cfg(test)]
+mod fake;
 pub mod store;
 
 use std::collections::BTreeMap;
 
 use capstan_core::ObjectRef;
 
-pub use store::{InventoryError, InventoryStore, Stored};
+pub use store::{ConfigMaps, InventoryError, InventoryStore, Stored};
 
 /// Objects are the same object across API versions: the key leaves the version out.
 type Key = (String, String, Option<String>, String);

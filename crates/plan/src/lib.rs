@@ -14,11 +14,13 @@
 //! An existing object that the live object already proves unchanged ([`unchanged::proven`]) is not
 //! dry-run at all, unless [`PlanOptions::dry_run_all`]: a synced app is planned from its LISTs.
 //!
-//! The plan itself does no I/O: it asks a [`ServerView`] (implemented by `capstan_cluster::Cluster`),
-//! so the same inputs and the same server answers always give the same plan and the same hash.
+//! The plan itself does no I/O: it asks a [`ServerView`] (implemented for `capstan_cluster::Cluster`
+//! in that crate's adapter module, and by in-memory fakes in tests), so the same inputs and the same server answers always give the same plan and the same hash.
 
 pub mod diff;
 pub mod drift;
+#[cfg(test)]
+mod fake;
 pub mod hooks;
 pub mod ignore;
 pub mod mask;
@@ -28,8 +30,8 @@ pub mod unchanged;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
-use capstan_cluster::{Cluster, ClusterError, FIELD_MANAGER, Ownership};
 use capstan_core::annotation;
+use capstan_core::api::{ClusterError, FIELD_MANAGER};
 use capstan_core::ownership::{self, AppId};
 use capstan_core::{ObjectError, ObjectRef};
 use capstan_inventory::Inventory;
@@ -98,8 +100,9 @@ pub struct DesiredObject {
     pub provenance: String,
 }
 
-/// What the plan needs from the cluster. `Cluster` implements it; the plan never talks to the API
-/// server itself.
+/// What the plan needs from the cluster. `capstan_cluster::Cluster` implements it (in
+/// `capstan-cluster`, which depends on this crate, not the other way round); the plan never talks to
+/// the API server itself.
 pub trait ServerView {
     /// `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` when the server does not know the
     /// kind (yet).
@@ -123,30 +126,6 @@ pub trait ServerView {
         namespace: Option<&str>,
         limit: u32,
     ) -> impl Future<Output = Result<Option<Vec<DynamicObject>>, ClusterError>> + Send;
-}
-
-impl ServerView for Cluster {
-    async fn namespaced(&self, object: &ObjectRef) -> Result<Option<bool>, ClusterError> {
-        match self.resolve(object).await {
-            Ok(kind) => Ok(Some(kind.namespaced)),
-            Err(ClusterError::UnknownKind { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-    async fn dry_run_apply(&self, desired: &DynamicObject) -> Result<DynamicObject, ClusterError> {
-        self.apply(desired, Ownership::Force, true).await
-    }
-    async fn live(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
-        self.get(object).await
-    }
-    async fn list(
-        &self,
-        kind: &ObjectRef,
-        namespace: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<Vec<DynamicObject>>, ClusterError> {
-        Cluster::list_bounded(self, kind, namespace, limit).await
-    }
 }
 
 /// Kinds with at least this many desired objects in one namespace are read with one LIST instead of a
@@ -884,4 +863,306 @@ fn plan_hash(changes: &[Change], prune: &[PruneCandidate]) -> String {
         hasher.update(format!("prune {object} {resource_version}\n").as_bytes());
     }
     format!("{:x}", hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeServer;
+    use serde_json::json;
+
+    fn app() -> AppId {
+        AppId::new("apps", "shop")
+    }
+
+    fn config_map(namespace: &str, name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": namespace}, "data": {"k": "v"}})
+    }
+
+    fn marked(mut object: Value, app: &AppId) -> Value {
+        let mut typed: DynamicObject = serde_json::from_value(object.clone()).expect("object");
+        ownership::mark(&mut typed, app);
+        object["metadata"] = serde_json::to_value(&typed.metadata).expect("metadata");
+        object
+    }
+
+    fn reference(object: &Value) -> ObjectRef {
+        let typed: DynamicObject = serde_json::from_value(object.clone()).expect("object");
+        ObjectRef::from_object(&typed).expect("reference")
+    }
+
+    fn desired(objects: &[Value]) -> Vec<DesiredObject> {
+        objects
+            .iter()
+            .enumerate()
+            .map(|(index, object)| DesiredObject {
+                object: serde_json::from_value(object.clone()).expect("object"),
+                provenance: format!("app.yaml#{index}"),
+            })
+            .collect()
+    }
+
+    async fn plan_with(
+        server: &FakeServer,
+        objects: &[Value],
+        previous: &Inventory,
+        options: &PlanOptions,
+    ) -> Result<Plan, PlanError> {
+        plan(server, &app(), "shop", desired(objects), previous, options).await
+    }
+
+    fn decisions(plan: &Plan) -> Vec<(String, PruneDecision)> {
+        plan.prune
+            .iter()
+            .map(|p| (p.object.name.clone(), p.decision))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn prune_never_deletes_what_the_app_does_not_own() {
+        let server = FakeServer::default();
+        let app = app();
+        let owned = marked(config_map("shop", "owned"), &app);
+        let other_app = marked(config_map("shop", "other-app"), &AppId::new("apps", "cart"));
+        let same_name_elsewhere = marked(
+            config_map("shop", "same-name-elsewhere"),
+            &AppId::new("staging", "shop"),
+        );
+        let unmarked = config_map("shop", "unmarked");
+        let mut label_only = config_map("shop", "label-only");
+        label_only["metadata"]["labels"] = json!({ownership::APP_LABEL: app.label_value()});
+        let mut disabled = marked(config_map("shop", "disabled"), &app);
+        disabled["metadata"]["annotations"][PRUNE_ANNOTATION] = json!("disabled");
+        let gone = config_map("shop", "gone");
+        let removed_kind = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                  "metadata": {"name": "removed-kind", "namespace": "shop"}});
+        let kept = marked(config_map("shop", "kept"), &app);
+        for live in [
+            &owned,
+            &other_app,
+            &same_name_elsewhere,
+            &unmarked,
+            &label_only,
+            &disabled,
+            &kept,
+        ] {
+            server.put(live.clone());
+        }
+        let previous: Inventory = [
+            &owned,
+            &other_app,
+            &same_name_elsewhere,
+            &unmarked,
+            &label_only,
+            &disabled,
+            &gone,
+            &removed_kind,
+            &kept,
+        ]
+        .into_iter()
+        .map(reference)
+        .collect();
+
+        let plan = plan_with(
+            &server,
+            &[config_map("shop", "kept")],
+            &previous,
+            &PlanOptions::default(),
+        )
+        .await
+        .expect("plan");
+        let mut decisions = decisions(&plan);
+        decisions.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            decisions,
+            vec![
+                ("disabled".to_string(), PruneDecision::Disabled),
+                ("gone".to_string(), PruneDecision::Gone),
+                ("label-only".to_string(), PruneDecision::NotOwned),
+                ("other-app".to_string(), PruneDecision::NotOwned),
+                ("owned".to_string(), PruneDecision::Delete),
+                ("removed-kind".to_string(), PruneDecision::Gone),
+                ("same-name-elsewhere".to_string(), PruneDecision::NotOwned),
+                ("unmarked".to_string(), PruneDecision::NotOwned),
+            ]
+        );
+        let prunes: Vec<&str> = plan.prunes().map(|p| p.object.name.as_str()).collect();
+        assert_eq!(prunes, vec!["owned"]);
+        assert!(plan.has_changes(true));
+        assert!(!plan.has_changes(false), "kept is unchanged");
+    }
+
+    #[tokio::test]
+    async fn actions_follow_the_servers_answers() {
+        let server = FakeServer::default();
+        let app = app();
+        server.put(marked(config_map("shop", "same"), &app));
+        let mut before = marked(config_map("shop", "changed"), &app);
+        before["data"]["k"] = json!("old");
+        server.put(before);
+        // Namespace defaulted from the destination; the mark is set by the plan.
+        let mut new = config_map("shop", "new");
+        new["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("namespace");
+
+        let plan = plan_with(
+            &server,
+            &[
+                new,
+                config_map("shop", "same"),
+                config_map("shop", "changed"),
+            ],
+            &Inventory::new(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect("plan");
+        let actions: Vec<(&str, Action)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.object.name.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("new", Action::Create),
+                ("same", Action::Unchanged),
+                ("changed", Action::Update),
+            ]
+        );
+        assert_eq!(plan.changes[0].object.namespace.as_deref(), Some("shop"));
+        assert!(
+            plan.changes
+                .iter()
+                .all(|c| ownership::is_owned_by(&c.desired, &app))
+        );
+        assert!(
+            plan.changes[2].diff.contains("-  k: old") && plan.changes[2].diff.contains("+  k: v")
+        );
+        assert_eq!(plan.changes[1].live_resource_version.as_deref(), Some("1"));
+        assert_eq!(server.dry_runs().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn objects_of_a_namespace_or_crd_this_sync_creates_are_not_dry_run() {
+        let server = FakeServer::default();
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"}});
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                         "metadata": {"name": "widgets.example.com"},
+                         "spec": {"group": "example.com", "scope": "Namespaced",
+                                  "names": {"kind": "Widget", "plural": "widgets"}}});
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                            "metadata": {"name": "w"}});
+        let plan = plan_with(
+            &server,
+            &[
+                namespace,
+                config_map("fresh", "inside"),
+                crd,
+                widget.clone(),
+            ],
+            &Inventory::new(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect("plan");
+        let reasons: Vec<(&str, Action, Option<NotDryRun>)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.object.name.as_str(), c.action, c.not_dry_run))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("fresh", Action::Create, None),
+                (
+                    "inside",
+                    Action::Create,
+                    Some(NotDryRun::NamespaceCreatedBySync)
+                ),
+                ("widgets.example.com", Action::Create, None),
+                ("w", Action::Create, Some(NotDryRun::CrdCreatedBySync)),
+            ]
+        );
+        assert_eq!(plan.changes[3].object.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            server.dry_runs(),
+            vec![
+                "Namespace fresh",
+                "CustomResourceDefinition.apiextensions.k8s.io widgets.example.com"
+            ]
+        );
+
+        // Without its CRD in the set, an unknown kind is refused before anything is dry-run.
+        let err = plan_with(
+            &server,
+            &[widget],
+            &Inventory::new(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect_err("unknown kind");
+        assert!(matches!(err, PlanError::UnknownKind { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_immutable_change_is_a_replace_only_when_allowed() {
+        let server = FakeServer::default();
+        let app = app();
+        let mut live = marked(config_map("shop", "pinned"), &app);
+        live["data"]["k"] = json!("old");
+        server.put(live);
+        server.immutable("pinned");
+        let err = plan_with(
+            &server,
+            &[config_map("shop", "pinned")],
+            &Inventory::new(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect_err("immutable");
+        assert!(
+            err.cluster_error()
+                .is_some_and(ClusterError::is_immutable_field),
+            "{err}"
+        );
+        let plan = plan_with(
+            &server,
+            &[config_map("shop", "pinned")],
+            &Inventory::new(),
+            &PlanOptions {
+                replace: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("plan");
+        assert_eq!(plan.changes[0].action, Action::Replace);
+        assert_eq!(
+            plan.changes[0].not_dry_run,
+            Some(NotDryRun::ImmutableReplace)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_declared_twice_is_refused() {
+        let server = FakeServer::default();
+        let err = plan_with(
+            &server,
+            &[config_map("shop", "twice"), config_map("shop", "twice")],
+            &Inventory::new(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect_err("duplicate");
+        assert!(
+            matches!(&err, PlanError::Duplicate { provenance, first, .. }
+                if provenance == "app.yaml#1" && first == "app.yaml#0"),
+            "{err}"
+        );
+    }
 }

@@ -1,6 +1,35 @@
+//! The words the stages and the cluster adapter share about the Kubernetes API: the error every
+//! cluster request can end in ([`ClusterError`]), the field manager, and the choices an apply or a
+//! delete takes ([`Ownership`], [`PropagationPolicy`], [`Deleted`]). The stage crates (plan, apply,
+//! inventory, health) state what they need from a cluster as traits in these words; `capstan-cluster`
+//! implements them, so no stage depends on the crate that talks to the API server. Types only, no I/O.
+
 use std::path::PathBuf;
 
 use kube::core::response::StatusCause;
+
+pub use kube::api::PropagationPolicy;
+
+/// The field manager name Capstan uses for every server-side apply.
+pub const FIELD_MANAGER: &str = "capstan";
+
+/// How an apply treats fields another manager owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Git wins: take every declared field back from whoever changed it.
+    Force,
+    /// Stop with a conflict error naming the other manager and the fields.
+    Respect,
+}
+
+/// What a delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The server accepted the delete (the object may still be finalizing).
+    Requested,
+    /// It was already gone.
+    AlreadyGone,
+}
 
 /// Why Capstan could not reach or query the cluster. Each variant names the kubeconfig, context or
 /// server it is about, so a user knows which file or flag to fix.
@@ -61,7 +90,7 @@ pub enum ClusterError {
     #[error("invalid object: {source}")]
     Object {
         #[source]
-        source: capstan_core::ObjectError,
+        source: crate::ObjectError,
     },
 
     /// The API server refused the request; `message` is its own explanation (field paths included).
