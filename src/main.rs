@@ -72,7 +72,8 @@ enum Command {
     },
     /// Render a directory into the objects Capstan would apply (plain YAML, Kustomize, Helm, Jsonnet)
     Render {
-        /// The app directory; the repository root is its nearest ancestor holding .git
+        /// The app directory; the repository root is its nearest ancestor holding .git (as written,
+        /// symlinks not followed), and the directory must resolve inside it
         path: PathBuf,
         /// Renderer, instead of detecting it: plain, kustomize, helm, jsonnet (never detected)
         #[arg(long, value_name = "RENDERER")]

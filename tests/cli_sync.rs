@@ -1,0 +1,134 @@
+//! `capstan diff | plan | sync` as a user runs them: the binary against the real control plane (and,
+//! for an unresponsive API server, against a loopback listener that never answers).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use capstan_test_support::git_servers::git;
+use capstan_test_support::{TestNamespace, client};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+
+use common::capstan_on_cluster;
+
+const CANARY: &str = "canary-5b2d07-must-never-be-read";
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A Git repository `r` with `real/` (one ConfigMap) and an app file whose `source.path` is `path`,
+/// next to a directory outside it holding a canary manifest.
+struct Repository {
+    _dirs: [tempfile::TempDir; 2],
+    repo: PathBuf,
+    outside: PathBuf,
+}
+
+impl Repository {
+    fn new() -> Self {
+        let workspace = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let repo = workspace.path().join("r");
+        std::fs::create_dir_all(repo.join("real")).expect("mkdir real");
+        git(&repo, &["init", "-q"]);
+        std::fs::write(
+            repo.join("real/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: inside}\ndata: {where: inside}\n",
+        )
+        .expect("write inside manifest");
+        let outside = elsewhere.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir outside");
+        std::fs::write(
+            outside.join("canary.yaml"),
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: canary}}\ndata: {{secret: {CANARY}}}\n"
+            ),
+        )
+        .expect("write canary");
+        Self {
+            _dirs: [workspace, elsewhere],
+            repo,
+            outside,
+        }
+    }
+
+    fn app_file(&self, name: &str, namespace: &str, path: &str) -> PathBuf {
+        let file = self.repo.join(format!("{name}.capstan.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: capstan.dev/v1alpha1\nkind: App\nmetadata: {{name: {name}}}\n\
+                 spec:\n  source: {{path: {path}}}\n  destination: {{namespace: {namespace}}}\n"
+            ),
+        )
+        .expect("write app file");
+        file
+    }
+}
+
+fn assert_refused(output: &Output, what: &str, app: &str, root: &Path) {
+    let all = text(output);
+    assert_eq!(output.status.code(), Some(2), "{what}: {all}");
+    assert!(!all.contains(CANARY), "{what} read the canary: {all}");
+    let root = root.canonicalize().expect("canonical root");
+    assert!(
+        all.contains(&format!(
+            "app directory {app} resolves outside the repository root {}",
+            root.display()
+        )),
+        "{what}: {all}"
+    );
+}
+
+#[tokio::test]
+async fn diff_and_sync_refuse_an_app_directory_symlinked_out_of_the_repository() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "cli-confine").await;
+    let fixture = Repository::new();
+    let repo = &fixture.repo;
+    std::os::unix::fs::symlink(&fixture.outside, repo.join("app")).expect("symlink app");
+    let app_file = fixture.app_file("shop", ns.name(), "app");
+    let app_file = app_file.to_str().expect("UTF-8 path");
+    let app_dir = repo.join("app");
+    let app_dir = app_dir.to_str().expect("UTF-8 path");
+
+    let output = capstan_on_cluster(&["diff", "-f", app_file]);
+    assert_refused(&output, "diff -f", "app", repo);
+    let output = capstan_on_cluster(&["plan", "-f", app_file]);
+    assert_refused(&output, "plan -f", "app", repo);
+    let output = capstan_on_cluster(&["diff", app_dir, "--app", "shop", "-n", ns.name()]);
+    assert_refused(&output, "diff DIR", "app", repo);
+    let output = capstan_on_cluster(&["sync", "-f", app_file]);
+    assert_refused(&output, "sync -f", "app", repo);
+    let output = capstan_on_cluster(&["sync", app_dir, "--app", "shop", "-n", ns.name()]);
+    assert_refused(&output, "sync DIR", "app", repo);
+    // `..` in the app file's path leaves the repository before any symlink does.
+    let dotdot = fixture.app_file("dotdot", ns.name(), "../../outside");
+    let output = capstan_on_cluster(&["diff", "-f", dotdot.to_str().expect("UTF-8 path")]);
+    let written = format!("{}/../../outside", repo.display());
+    assert_refused(&output, "diff -f with ..", &written, repo);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    assert!(
+        config_maps.get_opt("canary").await.expect("get").is_none(),
+        "nothing from outside was applied"
+    );
+
+    // A symlink that stays inside the repository is followed.
+    std::os::unix::fs::symlink("real", repo.join("linked")).expect("symlink inside");
+    let inside = fixture.app_file("inside", ns.name(), "linked");
+    let output = capstan_on_cluster(&["sync", "-f", inside.to_str().expect("UTF-8 path")]);
+    assert!(output.status.success(), "{}", text(&output));
+    let synced = config_maps.get("inside").await.expect("synced ConfigMap");
+    assert_eq!(
+        synced.data.and_then(|d| d.get("where").cloned()).as_deref(),
+        Some("inside")
+    );
+}
