@@ -52,7 +52,9 @@ pub enum RenderError {
         document: usize,
     },
     #[error(
-        "{path}: remote base {reference:?} is refused (remote bases escape the Git pin; enable them per app)"
+        "{path}: remote base {reference:?} is refused: render reads only the repository and does no \
+         network I/O, and a remote base is not pinned by the commit; vendor the base into the \
+         repository and reference it by a relative path"
     )]
     RemoteBase { path: PathBuf, reference: String },
     #[error("{path}: no renderer applies: {reason}")]

@@ -69,8 +69,6 @@ pub struct RenderOptions {
     /// Plain: globs over paths relative to the app directory; empty means everything.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
-    /// Kustomize: allow `resources` that are remote (Git/HTTP); off because they escape the Git pin.
-    pub allow_remote_bases: bool,
     pub helm: HelmOptions,
     pub jsonnet: JsonnetOptions,
 }
@@ -324,14 +322,7 @@ impl RenderEngine {
         };
         let version = self.tool_version(tool, version_args, &shown_app)?;
         let mut inputs = BTreeSet::new();
-        kustomize::collect_inputs(
-            root,
-            app_dir,
-            options.allow_remote_bases,
-            &self.limits,
-            &mut inputs,
-            &mut Vec::new(),
-        )?;
+        kustomize::collect_inputs(root, app_dir, &self.limits, &mut inputs, &mut Vec::new())?;
         let key = self.cache_key(root, options, &version, &shown_app, &inputs, &[])?;
         if let Some(hit) = self.cached(&key) {
             tracing::debug!("render cache hit");
