@@ -197,6 +197,14 @@ async fn make_plan(flags: &ClusterFlags, loaded: &LoadedApp) -> anyhow::Result<P
     Ok(engine.plan(&loaded.app, desired).await?)
 }
 
+/// The plan `sync` would make and apply: what sync refuses (an empty render without
+/// `--allow-empty`), this refuses too.
+async fn make_sync_plan(flags: &ClusterFlags, loaded: &LoadedApp) -> anyhow::Result<Plan> {
+    let desired = desired_objects(loaded).await?;
+    let engine = engine(flags).await?;
+    Ok(engine.plan_sync(&loaded.app, desired).await?)
+}
+
 /// `capstan diff`: exit 0 when nothing would change, 1 when something would, 2 on error.
 pub async fn diff(flags: &ClusterFlags, target: &SyncTarget, prune: bool) -> ExitCode {
     let result = async {
@@ -218,12 +226,14 @@ pub async fn plan(
     flags: &ClusterFlags,
     target: &SyncTarget,
     prune: bool,
+    allow_empty: bool,
     format: Output,
     out_file: Option<&Path>,
 ) -> ExitCode {
     let result = async {
-        let loaded = target.load()?;
-        let plan = make_plan(flags, &loaded).await?;
+        let mut loaded = target.load()?;
+        loaded.app.policy.allow_empty |= allow_empty;
+        let plan = make_sync_plan(flags, &loaded).await?;
         let prune = prune || loaded.app.policy.prune;
         if let Some(file) = out_file {
             std::fs::write(file, serde_json::to_string_pretty(&plan)?)

@@ -98,6 +98,10 @@ enum Command {
         /// Include deletions of objects that left Git
         #[arg(long)]
         prune: bool,
+        /// Plan a sync with no objects (it prunes everything the app owns), as `sync --allow-empty`;
+        /// without it, an empty render that would prune is refused, as by sync
+        #[arg(long)]
+        allow_empty: bool,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Also write the plan as JSON, for `capstan sync --plan FILE`
@@ -197,9 +201,20 @@ async fn main() -> ExitCode {
         Command::Plan {
             target,
             prune,
+            allow_empty,
             output,
             out,
-        } => cmd_sync::plan(&cli.cluster, &target, prune, output, out.as_deref()).await,
+        } => {
+            cmd_sync::plan(
+                &cli.cluster,
+                &target,
+                prune,
+                allow_empty,
+                output,
+                out.as_deref(),
+            )
+            .await
+        }
         Command::Sync { target, flags } => cmd_sync::sync(&cli.cluster, &target, &flags).await,
         Command::Status { app, output } => cmd_app::status(&cli.cluster, &app, output).await,
         Command::Delete { app } => cmd_app::delete(&cli.cluster, &app).await,

@@ -132,3 +132,79 @@ async fn diff_and_sync_refuse_an_app_directory_symlinked_out_of_the_repository()
         Some("inside")
     );
 }
+
+#[tokio::test]
+async fn plan_takes_allow_empty_as_sync_does() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "cli-empty").await;
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let full = dirs.path().join("full");
+    let empty = dirs.path().join("empty");
+    std::fs::create_dir_all(&full).expect("mkdir full");
+    std::fs::create_dir_all(&empty).expect("mkdir empty");
+    std::fs::write(
+        full.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: \"1\"}\n",
+    )
+    .expect("write manifest");
+    let app = ["--app", "shop", "-n", ns.name()];
+    let path = |dir: &Path| dir.to_str().expect("UTF-8 path").to_owned();
+    let run = |args: &[&str]| capstan_on_cluster(args);
+
+    let output = run(&[&["sync", &path(&full)], &app[..]].concat());
+    assert!(output.status.success(), "{}", text(&output));
+
+    // Without --allow-empty, plan refuses what sync would refuse.
+    let output = run(&[&["plan", &path(&empty), "--prune"], &app[..]].concat());
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("nothing was rendered") && text(&output).contains("--allow-empty"),
+        "{}",
+        text(&output)
+    );
+
+    // With it, the plan shows the prune of everything the app owns, and the plan file it writes is
+    // what `sync --allow-empty --plan` applies.
+    let plan_file = dirs.path().join("plan.json");
+    let output = run(&[
+        &[
+            "plan",
+            &path(&empty),
+            "--prune",
+            "--allow-empty",
+            "--out",
+            &path(&plan_file),
+        ],
+        &app[..],
+    ]
+    .concat());
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("- delete ConfigMap {}/settings", ns.name())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 to prune"), "{stdout}");
+    let output = run(&[
+        &[
+            "sync",
+            &path(&empty),
+            "--prune",
+            "--allow-empty",
+            "--plan",
+            &path(&plan_file),
+        ],
+        &app[..],
+    ]
+    .concat());
+    assert!(output.status.success(), "{}", text(&output));
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    assert!(
+        config_maps
+            .get_opt("settings")
+            .await
+            .expect("get")
+            .is_none(),
+        "pruned"
+    );
+}
