@@ -41,7 +41,14 @@ struct ClusterFlags {
     /// Requests that may go at once after a quiet spell (default: one second's worth of --kube-api-qps)
     #[arg(long, global = true, value_name = "N", requires = "kube_api_qps")]
     kube_api_burst: Option<u32>,
+    /// How long to wait for a connection (TCP and TLS) to the API server, e.g. 10s (default: 10s;
+    /// `version`: 5s)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = capstan_api::duration::parse)]
+    connect_timeout: Option<std::time::Duration>,
 }
+
+/// The connect timeout when `--connect-timeout` is not given.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A `--kube-api-qps` value that is not a positive, finite number; holds the text as given.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +162,7 @@ impl ClusterFlags {
         capstan_cluster::ConnectOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            connect_timeout: Some(self.connect_timeout.unwrap_or(CONNECT_TIMEOUT)),
             rate_limit: self.kube_api_qps.map(|qps| capstan_cluster::RateLimit {
                 qps,
                 // Saturating float-to-int cast: a QPS beyond u32 is no limit anyway.

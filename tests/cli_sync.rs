@@ -11,7 +11,7 @@ use capstan_test_support::{TestNamespace, client};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
-use common::capstan_on_cluster;
+use common::{capstan, capstan_on_cluster};
 
 const CANARY: &str = "canary-5b2d07-must-never-be-read";
 
@@ -206,5 +206,101 @@ async fn plan_takes_allow_empty_as_sync_does() {
             .expect("get")
             .is_none(),
         "pruned"
+    );
+}
+
+/// A kubeconfig for `server` that needs nothing else (token auth, no CA).
+fn kubeconfig_for(dir: &Path, server: &str) -> PathBuf {
+    let file = dir.join("kubeconfig");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{server}\", \
+             insecure-skip-tls-verify: true}}\nusers:\n- name: u\n  user: {{token: t}}\n\
+             contexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    file
+}
+
+#[test]
+fn an_unresponsive_api_server_is_named_while_waited_for_and_when_given_up() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    // A server that accepts connections and never says a word (not even TLS).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming().flatten() {
+            held.push(connection);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = format!("https://127.0.0.1:{port}");
+    let kubeconfig = kubeconfig_for(dir.path(), &server);
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).expect("mkdir app");
+    std::fs::write(
+        app.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+    )
+    .expect("write manifest");
+
+    let timeout = Duration::from_secs(4);
+    let started = Instant::now();
+    let mut child = capstan()
+        .arg("diff")
+        .arg(&app)
+        .args(["--app", "shop", "-n", "shop", "--connect-timeout", "4s"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run capstan diff");
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .map(|line| (started.elapsed(), line))
+            .collect::<Vec<_>>()
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("capstan diff still waits after 60s (connect timeout 4s)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = started.elapsed();
+    let lines = reader.join().expect("stderr reader");
+    let shown: Vec<String> = lines
+        .iter()
+        .map(|(at, line)| format!("{at:?} {line}"))
+        .collect();
+    assert_eq!(status.code(), Some(2), "{shown:#?}");
+    let waiting = lines.iter().find(|(_, line)| {
+        line.contains(&format!("waiting for the API server at {server}/"))
+            && line.contains("connect timeout 4s")
+    });
+    assert!(
+        waiting.is_some_and(|(at, _)| *at < timeout),
+        "the wait is announced before the timeout: {shown:#?}"
+    );
+    let (_, last) = lines.last().expect("an error line");
+    assert!(
+        last.starts_with("error:") && last.contains(&format!("127.0.0.1:{port}")),
+        "the error names the server: {shown:#?}"
+    );
+    assert!(
+        elapsed < timeout + Duration::from_secs(4),
+        "gave up within the connect timeout, took {elapsed:?}: {shown:#?}"
     );
 }
