@@ -17,8 +17,10 @@ use capstan_source::{Auth, Reference, SourceSpec};
 /// Where an app's manifests come from.
 #[derive(Clone, Debug)]
 pub enum AppSource {
-    /// A local directory (the repository root is its nearest ancestor holding `.git`).
-    Directory(PathBuf),
+    /// A local directory; the repository root is searched from `anchor` (the directory itself, or
+    /// the app file's directory) by `capstan_engine::render::local_app`, and the directory must
+    /// resolve inside it.
+    Directory { dir: PathBuf, anchor: PathBuf },
     /// `path` inside a Git repository at a reference, fetched by the source stage.
     Git { spec: SourceSpec, path: PathBuf },
 }
@@ -66,7 +68,10 @@ impl LoadedApp {
                 },
                 path: PathBuf::from(path),
             }),
-            Source::Directory { path } => Some(AppSource::Directory(base.join(path))),
+            Source::Directory { path } => Some(AppSource::Directory {
+                dir: base.join(path),
+                anchor: base.to_path_buf(),
+            }),
             Source::Repository { reference, .. } => bail!(
                 "spec.sourceRef ({} {}) names a source only the controller fetches",
                 reference.kind,

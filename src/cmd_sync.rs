@@ -104,7 +104,10 @@ impl SyncTarget {
     fn load(&self) -> anyhow::Result<LoadedApp> {
         let mut loaded = self.app.load()?;
         if let Some(path) = &self.path {
-            loaded.source = Some(AppSource::Directory(path.clone()));
+            loaded.source = Some(AppSource::Directory {
+                dir: path.clone(),
+                anchor: path.clone(),
+            });
         }
         if let Some(renderer) = &self.renderer {
             loaded.render.renderer = Some(parse_renderer(renderer)?);
@@ -131,11 +134,14 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
         );
     };
     let checkout = match source {
-        AppSource::Directory(dir) => {
-            let (root, path) = repository_root(dir)?;
+        AppSource::Directory { dir, anchor } => {
+            // The root comes from the path as written; the render confines the app directory to it
+            // with the same check a Git checkout's `path` passes.
+            let local = capstan_engine::render::local_app(dir, anchor)
+                .with_context(|| format!("rendering {}", dir.display()))?;
             Checkout {
-                root,
-                path,
+                root: local.root,
+                path: local.path,
                 shown: dir.display().to_string(),
             }
         }
@@ -155,28 +161,6 @@ pub async fn desired_objects(loaded: &LoadedApp) -> anyhow::Result<Vec<DesiredOb
     };
     let renderer = Arc::new(RenderEngine::new(Tools::from_env(), Limits::default()));
     Ok(capstan_engine::desired::render(renderer, checkout, loaded.render.clone()).await?)
-}
-
-/// The repository root (nearest ancestor with `.git`, else the directory) and the app's path in it.
-fn repository_root(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let absolute = dir
-        .canonicalize()
-        .with_context(|| format!("source directory {}", dir.display()))?;
-    let root = absolute
-        .ancestors()
-        .find(|d| d.join(".git").exists())
-        .unwrap_or(&absolute)
-        .to_path_buf();
-    let relative = absolute
-        .strip_prefix(&root)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
-    let relative = if relative.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        relative
-    };
-    Ok((root, relative))
 }
 
 /// `capstan render PATH`: the objects as a YAML stream or a JSON List.
@@ -213,6 +197,14 @@ async fn make_plan(flags: &ClusterFlags, loaded: &LoadedApp) -> anyhow::Result<P
     Ok(engine.plan(&loaded.app, desired).await?)
 }
 
+/// The plan `sync` would make and apply: what sync refuses (an empty render without
+/// `--allow-empty`), this refuses too.
+async fn make_sync_plan(flags: &ClusterFlags, loaded: &LoadedApp) -> anyhow::Result<Plan> {
+    let desired = desired_objects(loaded).await?;
+    let engine = engine(flags).await?;
+    Ok(engine.plan_sync(&loaded.app, desired).await?)
+}
+
 /// `capstan diff`: exit 0 when nothing would change, 1 when something would, 2 on error.
 pub async fn diff(flags: &ClusterFlags, target: &SyncTarget, prune: bool) -> ExitCode {
     let result = async {
@@ -234,12 +226,14 @@ pub async fn plan(
     flags: &ClusterFlags,
     target: &SyncTarget,
     prune: bool,
+    allow_empty: bool,
     format: Output,
     out_file: Option<&Path>,
 ) -> ExitCode {
     let result = async {
-        let loaded = target.load()?;
-        let plan = make_plan(flags, &loaded).await?;
+        let mut loaded = target.load()?;
+        loaded.app.policy.allow_empty |= allow_empty;
+        let plan = make_sync_plan(flags, &loaded).await?;
         let prune = prune || loaded.app.policy.prune;
         if let Some(file) = out_file {
             std::fs::write(file, serde_json::to_string_pretty(&plan)?)

@@ -40,12 +40,14 @@ pub async fn run(flags: &ClusterFlags, output: Output, client_only: bool) -> Exi
         server_error: None,
     };
     if !client_only {
+        let connect_timeout = flags.connect_timeout.unwrap_or(Duration::from_secs(5));
         let options = ConnectOptions {
             kubeconfig: flags.kubeconfig.clone(),
             context: flags.context.clone(),
-            connect_timeout: Some(Duration::from_secs(5)),
+            connect_timeout: Some(connect_timeout),
             ..Default::default()
         };
+        let answer_within = connect_timeout + Duration::from_secs(10);
         let result = async {
             let cluster = Cluster::connect(&options).await?;
             let info = cluster.server_version().await?;
@@ -55,10 +57,14 @@ pub async fn run(flags: &ClusterFlags, output: Output, client_only: bool) -> Exi
                 platform: info.platform,
             })
         };
-        match tokio::time::timeout(Duration::from_secs(15), result).await {
+        match tokio::time::timeout(answer_within, result).await {
             Ok(Ok(server)) => report.server = Some(server),
             Ok(Err(err)) => report.server_error = Some(error_chain(&err)),
-            Err(_) => report.server_error = Some("no answer from the API server within 15s".into()),
+            Err(_) => {
+                report.server_error = Some(format!(
+                    "no answer from the API server within {answer_within:?}"
+                ))
+            }
         }
     }
     match output {

@@ -41,7 +41,14 @@ struct ClusterFlags {
     /// Requests that may go at once after a quiet spell (default: one second's worth of --kube-api-qps)
     #[arg(long, global = true, value_name = "N", requires = "kube_api_qps")]
     kube_api_burst: Option<u32>,
+    /// How long to wait for a connection (TCP and TLS) to the API server, e.g. 10s (default: 10s;
+    /// `version`: 5s)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = capstan_api::duration::parse)]
+    connect_timeout: Option<std::time::Duration>,
 }
+
+/// The connect timeout when `--connect-timeout` is not given.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A `--kube-api-qps` value that is not a positive, finite number; holds the text as given.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +79,8 @@ enum Command {
     },
     /// Render a directory into the objects Capstan would apply (plain YAML, Kustomize, Helm, Jsonnet)
     Render {
-        /// The app directory; the repository root is its nearest ancestor holding .git
+        /// The app directory; the repository root is its nearest ancestor holding .git (as written,
+        /// symlinks not followed), and the directory must resolve inside it
         path: PathBuf,
         /// Renderer, instead of detecting it: plain, kustomize, helm, jsonnet (never detected)
         #[arg(long, value_name = "RENDERER")]
@@ -97,6 +105,10 @@ enum Command {
         /// Include deletions of objects that left Git
         #[arg(long)]
         prune: bool,
+        /// Plan a sync with no objects (it prunes everything the app owns), as `sync --allow-empty`;
+        /// without it, an empty render that would prune is refused, as by sync
+        #[arg(long)]
+        allow_empty: bool,
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Also write the plan as JSON, for `capstan sync --plan FILE`
@@ -150,7 +162,7 @@ impl ClusterFlags {
         capstan_cluster::ConnectOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            connect_timeout: Some(self.connect_timeout.unwrap_or(CONNECT_TIMEOUT)),
             rate_limit: self.kube_api_qps.map(|qps| capstan_cluster::RateLimit {
                 qps,
                 // Saturating float-to-int cast: a QPS beyond u32 is no limit anyway.
@@ -196,9 +208,20 @@ async fn main() -> ExitCode {
         Command::Plan {
             target,
             prune,
+            allow_empty,
             output,
             out,
-        } => cmd_sync::plan(&cli.cluster, &target, prune, output, out.as_deref()).await,
+        } => {
+            cmd_sync::plan(
+                &cli.cluster,
+                &target,
+                prune,
+                allow_empty,
+                output,
+                out.as_deref(),
+            )
+            .await
+        }
         Command::Sync { target, flags } => cmd_sync::sync(&cli.cluster, &target, &flags).await,
         Command::Status { app, output } => cmd_app::status(&cli.cluster, &app, output).await,
         Command::Delete { app } => cmd_app::delete(&cli.cluster, &app).await,

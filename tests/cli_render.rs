@@ -58,3 +58,112 @@ fn render_passes_jsonnet_ext_vars_tlas_and_jpath() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// A repository (real `git init`) with `real/` holding a ConfigMap, next to a directory outside it
+/// holding a canary manifest and another Git repository holding a canary too.
+struct Escape {
+    _dirs: [tempfile::TempDir; 2],
+    repo: std::path::PathBuf,
+    outside: std::path::PathBuf,
+}
+
+const CANARY: &str = "canary-3f9c1e-must-never-be-printed";
+
+fn escape_fixture() -> Escape {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let repo = workspace.path().join("r");
+    std::fs::create_dir_all(repo.join("real")).expect("mkdir real");
+    capstan_test_support::git_servers::git(&repo, &["init", "-q"]);
+    std::fs::write(
+        repo.join("real/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: inside}\ndata: {where: inside}\n",
+    )
+    .expect("write inside manifest");
+    let outside = elsewhere.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir outside");
+    std::fs::write(
+        outside.join("canary.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: canary}}\ndata: {{secret: {CANARY}}}\n"),
+    )
+    .expect("write canary");
+    let other_repo = elsewhere.path().join("other-repo");
+    std::fs::create_dir_all(&other_repo).expect("mkdir other repo");
+    capstan_test_support::git_servers::git(&other_repo, &["init", "-q"]);
+    std::fs::copy(outside.join("canary.yaml"), other_repo.join("canary.yaml")).expect("copy");
+    Escape {
+        _dirs: [workspace, elsewhere],
+        repo,
+        outside,
+    }
+}
+
+fn assert_refused(output: &std::process::Output, what: &str, app: &str, root: &std::path::Path) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{what}: {stdout}{stderr}");
+    assert!(
+        !stdout.contains(CANARY) && !stderr.contains(CANARY),
+        "{what} printed the canary: {stdout}{stderr}"
+    );
+    let root = root.canonicalize().expect("canonical root");
+    assert!(
+        stderr.contains(&format!(
+            "app directory {app} resolves outside the repository root {}",
+            root.display()
+        )),
+        "{what}: {stderr}"
+    );
+}
+
+#[test]
+fn render_refuses_an_app_directory_symlinked_out_of_the_repository() {
+    let fixture = escape_fixture();
+    let repo = &fixture.repo;
+    std::os::unix::fs::symlink(&fixture.outside, repo.join("app")).expect("symlink app");
+    let output = capstan()
+        .arg("render")
+        .arg(repo.join("app"))
+        .output()
+        .expect("run capstan render");
+    assert_refused(&output, "render r/app", "app", repo);
+
+    // Relative, from inside the repository, and with `..` written in the path.
+    let output = capstan()
+        .current_dir(repo.join("real"))
+        .args(["render", "../app"])
+        .output()
+        .expect("run capstan render");
+    assert_refused(&output, "render ../app", "app", repo);
+
+    // A link to another Git repository is not a repository root of its own.
+    std::os::unix::fs::symlink(
+        fixture.outside.parent().expect("parent").join("other-repo"),
+        repo.join("other"),
+    )
+    .expect("symlink other");
+    let output = capstan()
+        .arg("render")
+        .arg(repo.join("other"))
+        .output()
+        .expect("run capstan render");
+    assert_refused(&output, "render r/other", "other", repo);
+
+    // A symlink that stays inside the repository is followed.
+    std::os::unix::fs::symlink("real", repo.join("linked")).expect("symlink inside");
+    let output = capstan()
+        .arg("render")
+        .arg(repo.join("linked"))
+        .output()
+        .expect("run capstan render");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("# Source: real/cm.yaml") && stdout.contains("where: inside"),
+        "{stdout}"
+    );
+}

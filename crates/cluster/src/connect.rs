@@ -17,7 +17,9 @@ pub struct ConnectOptions {
     pub kubeconfig: Option<PathBuf>,
     /// `--context`: a context name in the kubeconfig instead of its current-context.
     pub context: Option<String>,
-    /// Upper bound for establishing a TCP/TLS connection; `None` keeps kube's default.
+    /// Upper bound for establishing a TCP/TLS connection; `None` keeps kube's default (30 s). Until
+    /// the server first answers, a request waiting longer than 5 s (or half this timeout) logs a
+    /// warning naming the server and this timeout.
     pub connect_timeout: Option<Duration>,
     /// Called for every request sent, with its verb (`get`, `watch`, `create`, `patch`, `update`,
     /// `delete`): the controller counts API requests by verb with it.

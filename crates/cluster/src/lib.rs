@@ -7,6 +7,7 @@
 
 mod config_maps;
 mod connect;
+mod first_contact;
 mod resources;
 mod stages;
 mod throttle;
@@ -21,6 +22,9 @@ pub use connect::{ConnectOptions, KubeconfigSource, RequestObserver};
 pub use resources::ResolvedKind;
 pub use throttle::RateLimit;
 
+use std::sync::Arc;
+
+use first_contact::{FirstContact, FirstContactLayer};
 use k8s_openapi::apimachinery::pkg::version::Info;
 use throttle::{ThrottleLayer, TokenBucket};
 
@@ -38,6 +42,7 @@ fn build_client(
     config: kube::Config,
     observe: Option<RequestObserver>,
     throttle: Option<&TokenBucket>,
+    first_contact: &Arc<FirstContact>,
 ) -> Result<kube::Client, ClusterError> {
     let server = config.cluster_url.to_string();
     let builder = kube::client::ClientBuilder::try_from(config)
@@ -45,6 +50,7 @@ fn build_client(
             server: server.clone(),
             source,
         })?
+        .with_layer(&FirstContactLayer(Arc::clone(first_contact)))
         .with_layer(&tower::util::option_layer(
             throttle.cloned().map(ThrottleLayer),
         ));
@@ -70,6 +76,8 @@ pub struct Cluster {
     observe_request: Option<RequestObserver>,
     /// The rate limit, shared with every connection derived from this one.
     throttle: Option<TokenBucket>,
+    /// Whether the server has answered yet, shared likewise.
+    first_contact: Arc<FirstContact>,
     server_url: String,
     source: KubeconfigSource,
     discovery: resources::DiscoveryCache,
@@ -82,16 +90,19 @@ impl Cluster {
         let (config, source) = connect::resolve(options).await?;
         let server_url = config.cluster_url.to_string();
         let throttle = options.rate_limit.and_then(TokenBucket::new);
+        let first_contact = FirstContact::new(server_url.clone(), config.connect_timeout);
         let client = build_client(
             config.clone(),
             options.observe_request.clone(),
             throttle.as_ref(),
+            &first_contact,
         )?;
         Ok(Self {
             client,
             config,
             observe_request: options.observe_request.clone(),
             throttle,
+            first_contact,
             server_url,
             source,
             discovery: Default::default(),
@@ -110,10 +121,12 @@ impl Cluster {
                 config.clone(),
                 self.observe_request.clone(),
                 self.throttle.as_ref(),
+                &self.first_contact,
             )?,
             config,
             observe_request: self.observe_request.clone(),
             throttle: self.throttle.clone(),
+            first_contact: Arc::clone(&self.first_contact),
             server_url: self.server_url.clone(),
             source: self.source.clone(),
             discovery: Default::default(),

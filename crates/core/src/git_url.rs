@@ -33,6 +33,13 @@ impl RemoteUrl {
         if raw.is_empty() {
             return Err(invalid("it is empty"));
         }
+        if let Some(transport) = remote_helper(raw) {
+            return Err(invalid(&format!(
+                "\"{transport}::\" is git's <transport>::<address> syntax, which runs the remote \
+                 helper git-remote-{transport}; Capstan runs no remote helpers: use https://, \
+                 http://, ssh://, git://, file:// or user@host:path"
+            )));
+        }
         let (scheme, rest) = if let Some((scheme, rest)) = raw.split_once("://") {
             (scheme.to_ascii_lowercase(), rest.to_owned())
         } else if raw.starts_with('/') {
@@ -113,6 +120,16 @@ impl RemoteUrl {
     }
 }
 
+/// The transport of git's remote-helper syntax `<transport>::<address>` (`fd::17`, `ext::…`), as git
+/// recognises it: a leading `[A-Za-z0-9][A-Za-z0-9+.-]*` followed by `::`.
+fn remote_helper(raw: &str) -> Option<&str> {
+    let end = raw
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '+' | '-' | '.'))))
+        .map_or(raw.len(), |(i, _)| i);
+    (end > 0 && raw[end..].starts_with("::")).then(|| &raw[..end])
+}
+
 /// Replaces `user:password@` in anything URL-like with `user:***@`, for messages about unparsable input.
 pub fn redact_userinfo(raw: &str) -> String {
     match raw.split_once("://") {
@@ -154,6 +171,42 @@ mod tests {
         assert!(url.is_ssh);
         assert_eq!(url.fetch_url, "ssh://git@host.example/org/repo.git");
         assert_eq!(url.host(), "host.example");
+    }
+
+    /// What each URL is read as: its transport and fetch URL, or the refusal's reason.
+    #[test]
+    fn transports_are_read_or_refused_by_the_table() {
+        let table: &[(&str, Result<&str, &str>)] = &[
+            ("https://host/org/repo.git", Ok("https://host/org/repo.git")),
+            ("git://host:9418/repo", Ok("git://host:9418/repo")),
+            ("ssh://git@host:2222/repo", Ok("ssh://git@host:2222/repo")),
+            ("git@host:org/repo.git", Ok("ssh://git@host/org/repo.git")),
+            ("host:repo", Ok("ssh://host/repo")),
+            ("/srv/git/repo.git", Ok("file:///srv/git/repo.git")),
+            ("file:///srv/git/repo.git", Ok("file:///srv/git/repo.git")),
+            // git's `<transport>::<address>`: a remote helper, never an ssh host.
+            ("fd::17", Err("remote helper")),
+            (
+                "ext::ssh -o ProxyCommand=x host %S repo",
+                Err("remote helper"),
+            ),
+            ("git::https://host/repo", Err("remote helper")),
+            ("persistent-https::host/repo", Err("remote helper")),
+            ("Fd::17", Err("remote helper")),
+            ("ftp://host/repo", Err("unsupported scheme")),
+            ("nonsense", Err("expected https://")),
+            ("", Err("empty")),
+        ];
+        for (raw, expected) in table {
+            match (RemoteUrl::parse(raw), expected) {
+                (Ok(url), Ok(fetch_url)) => assert_eq!(url.fetch_url, *fetch_url, "{raw}"),
+                (Err(err), Err(reason)) => {
+                    assert!(err.reason.contains(reason), "{raw}: {err}");
+                    assert_eq!(err.url, *raw, "the error names the URL");
+                }
+                (got, _) => panic!("{raw:?}: expected {expected:?}, got {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -210,6 +210,21 @@ pub fn desired_objects(
         .collect()
 }
 
+/// An empty render would prune everything the app owns: refused unless the app allows it.
+fn refuse_empty(
+    app: &App,
+    desired: &[DesiredObject],
+    inventory: &Inventory,
+) -> Result<(), EngineError> {
+    if desired.is_empty() && !inventory.is_empty() && !app.policy.allow_empty {
+        return Err(EngineError::EmptyRender {
+            app: app.id.to_string(),
+            count: inventory.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Everything the engine's stages need from a cluster: each stage's trait, defined in that stage's
 /// crate. `capstan_cluster::Cluster` implements them all (module `capstan_cluster::stages`); unit
 /// tests use an in-memory fake. Implemented for every type that implements the four.
@@ -241,6 +256,19 @@ impl<C: Target> Engine<C> {
     /// What a sync would do; changes nothing.
     pub async fn plan(&self, app: &App, desired: Vec<DesiredObject>) -> Result<Plan, EngineError> {
         let stored = self.store(app).load().await?;
+        self.plan_against(app, desired, &stored.inventory).await
+    }
+
+    /// The plan of a sync, refusing first what [`Engine::sync`] would refuse before planning (an
+    /// empty render that would prune everything the app owns, unless `allow_empty`); changes
+    /// nothing. `capstan plan` shows this plan, for `capstan sync --plan`.
+    pub async fn plan_sync(
+        &self,
+        app: &App,
+        desired: Vec<DesiredObject>,
+    ) -> Result<Plan, EngineError> {
+        let stored = self.store(app).load().await?;
+        refuse_empty(app, &desired, &stored.inventory)?;
         self.plan_against(app, desired, &stored.inventory).await
     }
 
@@ -281,12 +309,7 @@ impl<C: Target> Engine<C> {
         let store = self.store(app);
         let stored = store.load().await?;
         let prune = request.prune || app.policy.prune;
-        if desired.is_empty() && !stored.inventory.is_empty() && !app.policy.allow_empty {
-            return Err(EngineError::EmptyRender {
-                app: app.id.to_string(),
-                count: stored.inventory.len(),
-            });
-        }
+        refuse_empty(app, &desired, &stored.inventory)?;
         let plan = self.plan_against(app, desired, &stored.inventory).await?;
         tracing::debug!(
             app = %app.id,

@@ -105,7 +105,6 @@ pub fn render_options(spec: &AppSpec) -> Result<RenderOptions, SpecError> {
             tlas: jsonnet_values("tlas", &jsonnet.tlas)?,
             jpath: jsonnet.jpath,
         },
-        ..Default::default()
     })
 }
 

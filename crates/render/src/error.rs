@@ -8,6 +8,13 @@ use std::time::Duration;
 pub enum RenderError {
     #[error("{path}: path escapes the repository root ({reason})")]
     PathEscape { path: PathBuf, reason: String },
+    /// The app directory (a local directory or a Git source's `path`) resolves outside the
+    /// repository root, through a symlink or `..`.
+    #[error(
+        "app directory {path} resolves outside the repository root {root} (symlinks and .. are \
+         resolved; nothing outside the repository is read)"
+    )]
+    AppOutsideRoot { path: PathBuf, root: PathBuf },
     #[error("{path}: absolute paths are refused; use a path relative to the repository")]
     AbsolutePath { path: PathBuf },
     #[error("{path}: cannot read: {source}")]
@@ -45,7 +52,9 @@ pub enum RenderError {
         document: usize,
     },
     #[error(
-        "{path}: remote base {reference:?} is refused (remote bases escape the Git pin; enable them per app)"
+        "{path}: remote base {reference:?} is refused: render reads only the repository and does no \
+         network I/O, and a remote base is not pinned by the commit; vendor the base into the \
+         repository and reference it by a relative path"
     )]
     RemoteBase { path: PathBuf, reference: String },
     #[error("{path}: no renderer applies: {reason}")]

@@ -40,7 +40,7 @@ use jrsonnet_stdlib::TracePrinter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::confine::RepoRoot;
+use crate::confine::{RepoRoot, normalize};
 use crate::{Limits, RenderError, RenderedObject, yaml};
 
 /// The evaluator, as named in `Rendered::tool_version` and in the cache key. Keep it equal to the
@@ -617,23 +617,6 @@ impl ImportResolver for ConfinedImports {
         });
         Ok(bytes)
     }
-}
-
-/// Resolves `.` and `..` without touching the file system; `None` if `..` climbs above `/`.
-fn normalize(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() || out.as_os_str().is_empty() {
-                    return None;
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    Some(out)
 }
 
 /// Whether the inputs recorded by an earlier evaluation are still what they were.

@@ -1,8 +1,8 @@
 //! The Kustomize renderer: runs the `kustomize` binary (or `kubectl kustomize`) with
 //! `--load-restrictor LoadRestrictionsRootOnly`, no plugins, no Helm, a scrubbed environment, a
 //! timeout and an output cap. Before spawning, it walks the kustomization graph itself: every path a
-//! kustomization names is confined to the repository, remote bases are refused unless enabled, and
-//! the files found are the render's inputs (the cache key). Provenance of an output object is the
+//! kustomization names is confined to the repository, remote bases are refused (render does no network
+//! I/O: a base must be in the repository), and the files found are the render's inputs (the cache key). Provenance of an output object is the
 //! app's kustomization file and the object's index in kustomize's output, because kustomize does not
 //! say which input file an object came from.
 
@@ -54,7 +54,6 @@ fn looks_remote(reference: &str) -> bool {
 pub fn collect_inputs(
     root: &RepoRoot,
     dir: &Path,
-    allow_remote: bool,
     limits: &Limits,
     inputs: &mut BTreeSet<PathBuf>,
     stack: &mut Vec<PathBuf>,
@@ -93,11 +92,8 @@ pub fn collect_inputs(
             message: error.to_string(),
         })?;
     for kustomization in documents {
-        for (reference, may_be_remote) in references(&kustomization) {
+        for reference in references(&kustomization) {
             if looks_remote(&reference) {
-                if may_be_remote && allow_remote {
-                    continue;
-                }
                 return Err(RenderError::RemoteBase {
                     path: shown.clone(),
                     reference,
@@ -105,7 +101,7 @@ pub fn collect_inputs(
             }
             let target = root.resolve(&dir, &reference, &shown)?;
             if target.is_dir() {
-                collect_inputs(root, &target, allow_remote, limits, inputs, stack)?;
+                collect_inputs(root, &target, limits, inputs, stack)?;
             } else {
                 inputs.insert(target);
             }
@@ -115,8 +111,8 @@ pub fn collect_inputs(
     Ok(())
 }
 
-/// The file references a kustomization makes, each with whether it may be a remote base.
-fn references(kustomization: &Value) -> Vec<(String, bool)> {
+/// The file references a kustomization makes.
+fn references(kustomization: &Value) -> Vec<String> {
     let mut found = Vec::new();
     let string_list = |value: Option<&Value>| -> Vec<String> {
         value
@@ -131,7 +127,6 @@ fn references(kustomization: &Value) -> Vec<(String, bool)> {
             .unwrap_or_default()
     };
     for field in PATH_LISTS {
-        let remote_ok = matches!(field, "resources" | "bases" | "components");
         for item in kustomization
             .get(field)
             .and_then(Value::as_array)
@@ -140,10 +135,10 @@ fn references(kustomization: &Value) -> Vec<(String, bool)> {
         {
             match item {
                 // Inline patches and transformer configs are multi-line strings, not paths.
-                Value::String(s) if !s.contains('\n') => found.push((s.clone(), remote_ok)),
+                Value::String(s) if !s.contains('\n') => found.push(s.clone()),
                 Value::Object(map) => {
                     if let Some(path) = map.get("path").and_then(Value::as_str) {
-                        found.push((path.to_owned(), false));
+                        found.push(path.to_owned());
                     }
                 }
                 _ => {}
@@ -158,7 +153,7 @@ fn references(kustomization: &Value) -> Vec<(String, bool)> {
             .flatten()
         {
             if let Some(path) = item.get("path").and_then(Value::as_str) {
-                found.push((path.to_owned(), false));
+                found.push(path.to_owned());
             }
         }
     }
@@ -172,13 +167,13 @@ fn references(kustomization: &Value) -> Vec<(String, bool)> {
             for file in string_list(generator.get("files")) {
                 // `key=path` names the key explicitly.
                 let path = file.split_once('=').map_or(file.as_str(), |(_, p)| p);
-                found.push((path.to_owned(), false));
+                found.push(path.to_owned());
             }
             for env in string_list(generator.get("envs")) {
-                found.push((env, false));
+                found.push(env);
             }
             if let Some(env) = generator.get("env").and_then(Value::as_str) {
-                found.push((env.to_owned(), false));
+                found.push(env.to_owned());
             }
         }
     }
@@ -186,7 +181,7 @@ fn references(kustomization: &Value) -> Vec<(String, bool)> {
         .pointer("/openapi/path")
         .and_then(Value::as_str)
     {
-        found.push((path.to_owned(), false));
+        found.push(path.to_owned());
     }
     found
 }
@@ -232,7 +227,7 @@ mod tests {
             "replacements": [{"path": "r.yaml"}],
         });
         let found = references(&kustomization);
-        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = found.iter().map(String::as_str).collect();
         assert_eq!(
             paths,
             vec![
@@ -248,10 +243,5 @@ mod tests {
                 "s.env"
             ]
         );
-        assert!(
-            found[0].1 && found[2].1,
-            "resources and components may be remote"
-        );
-        assert!(!found[3].1, "a patch file may not");
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use confine::RepoRoot;
+pub use confine::{LocalApp, RepoRoot, local_app};
 pub use error::RenderError;
 pub use jsonnet::{JsonnetOptions, JsonnetValue};
 
@@ -69,8 +69,6 @@ pub struct RenderOptions {
     /// Plain: globs over paths relative to the app directory; empty means everything.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
-    /// Kustomize: allow `resources` that are remote (Git/HTTP); off because they escape the Git pin.
-    pub allow_remote_bases: bool,
     pub helm: HelmOptions,
     pub jsonnet: JsonnetOptions,
 }
@@ -226,7 +224,7 @@ impl RenderEngine {
         options: &RenderOptions,
     ) -> Result<Arc<Rendered>, RenderError> {
         let root = RepoRoot::new(root)?;
-        let app_dir = root.resolve(root.path(), &app_path.to_string_lossy(), app_path)?;
+        let app_dir = root.app_dir(app_path)?;
         let shown_app = root.display_path(&app_dir);
         let renderer = options.renderer.unwrap_or_else(|| detect(&app_dir));
         let _span = tracing::info_span!("render", app = %shown_app.display(), ?renderer).entered();
@@ -324,14 +322,7 @@ impl RenderEngine {
         };
         let version = self.tool_version(tool, version_args, &shown_app)?;
         let mut inputs = BTreeSet::new();
-        kustomize::collect_inputs(
-            root,
-            app_dir,
-            options.allow_remote_bases,
-            &self.limits,
-            &mut inputs,
-            &mut Vec::new(),
-        )?;
+        kustomize::collect_inputs(root, app_dir, &self.limits, &mut inputs, &mut Vec::new())?;
         let key = self.cache_key(root, options, &version, &shown_app, &inputs, &[])?;
         if let Some(hit) = self.cached(&key) {
             tracing::debug!("render cache hit");
@@ -665,31 +656,15 @@ pub fn format_objects(rendered: &Rendered, format: OutputFormat) -> String {
     }
 }
 
-/// `capstan render PATH`: the repository root is the nearest ancestor of PATH holding `.git`
-/// (else PATH itself); tools come from [`Tools::from_env`].
+/// `capstan render PATH`: the repository root is found from PATH as written ([`confine::local_app`]:
+/// the nearest ancestor holding `.git`, else PATH itself), and PATH must resolve inside it; tools come
+/// from [`Tools::from_env`].
 pub fn render_command(
     path: &Path,
     options: &RenderOptions,
     format: OutputFormat,
 ) -> Result<String, RenderError> {
-    let absolute = path.canonicalize().map_err(|source| RenderError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let root = absolute
-        .ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .unwrap_or(&absolute)
-        .to_path_buf();
-    let app = absolute
-        .strip_prefix(&root)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
-    let app = if app.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        app
-    };
+    let confine::LocalApp { root, path: app } = confine::local_app(path, path)?;
     let engine = RenderEngine::new(Tools::from_env(), Limits::default());
     let rendered = engine.render(&root, &app, options)?;
     Ok(format_objects(&rendered, format))

@@ -277,7 +277,39 @@ fn an_app_path_outside_the_root_is_refused() {
             &RenderOptions::default(),
         )
         .expect_err("refused");
-    assert!(matches!(error, RenderError::PathEscape { .. }), "{error}");
+    assert!(
+        matches!(&error, RenderError::AppOutsideRoot { path, .. } if path == Path::new("../plain-list/app")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_remote_base_is_refused_with_what_to_do_instead() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    write(
+        &repo.path().join("app/kustomization.yaml"),
+        "resources:\n  - https://github.com/example/shop//base?ref=v1.2.0\n",
+    );
+    let engine = engine();
+    let error = engine
+        .render(repo.path(), Path::new("app"), &RenderOptions::default())
+        .expect_err("remote base refused");
+    assert!(
+        matches!(&error, RenderError::RemoteBase { path, reference }
+            if path == Path::new("app/kustomization.yaml")
+                && reference == "https://github.com/example/shop//base?ref=v1.2.0"),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("vendor the base into the repository"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("enable"),
+        "no option enables them: {message}"
+    );
+    assert!(engine.spawn_count() <= 1, "only the version probe ran");
 }
 
 #[test]
