@@ -1,20 +1,40 @@
 //! ConfigMap verbs for Capstan's own bookkeeping (the inventory). Replace carries the resourceVersion it
-//! read, so two writers cannot silently overwrite each other.
+//! read, so two writers cannot silently overwrite each other. Names and namespaces are checked before
+//! any request and escaped into the URL, as in `resources`.
 
+use std::borrow::Cow;
+
+use capstan_core::names::{self, Rule, escape_segment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
+use crate::resources::checked_namespace;
 use crate::{Cluster, ClusterError};
+
+/// `name` checked by `rule` and escaped for a URL; `object` names what the request was for.
+fn checked_name<'a>(
+    name: &'a str,
+    rule: Rule,
+    object: impl FnOnce() -> String,
+) -> Result<Cow<'a, str>, ClusterError> {
+    names::check(name, rule).map_err(|source| ClusterError::InvalidName {
+        object: object(),
+        field: "metadata.name",
+        source,
+    })?;
+    Ok(escape_segment(name))
+}
 
 impl Cluster {
     /// Creates the namespace unless it exists (a namespace that is terminating counts as existing and
     /// fails later writes with the server's message). Returns whether it was created.
     pub async fn ensure_namespace(&self, name: &str) -> Result<bool, ClusterError> {
+        let segment = checked_name(name, Rule::Dns1123Label, || format!("Namespace {name}"))?;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         if namespaces
-            .get_opt(name)
+            .get_opt(&segment)
             .await
             .map_err(|e| self.api_error("get", format!("Namespace {name}"), e))?
             .is_some()
@@ -43,8 +63,28 @@ impl Cluster {
         }
     }
 
-    fn config_maps(&self, namespace: &str) -> Api<ConfigMap> {
-        Api::namespaced(self.client.clone(), namespace)
+    /// ConfigMaps in `namespace`, once it is checked; `object` names what the request is for.
+    fn config_maps(
+        &self,
+        namespace: &str,
+        object: impl FnOnce() -> String,
+    ) -> Result<Api<ConfigMap>, ClusterError> {
+        Ok(Api::namespaced(
+            self.client.clone(),
+            &checked_namespace(namespace, object)?,
+        ))
+    }
+
+    /// [`Cluster::config_maps`] and `name` checked and escaped, for a request on one ConfigMap.
+    fn config_map_api<'a>(
+        &self,
+        namespace: &str,
+        name: &'a str,
+    ) -> Result<(Api<ConfigMap>, Cow<'a, str>), ClusterError> {
+        let object = || format!("ConfigMap {namespace}/{name}");
+        let api = self.config_maps(namespace, object)?;
+        let rule = names::name_rule("", "ConfigMap");
+        Ok((api, checked_name(name, rule, object)?))
     }
 
     pub async fn config_map(
@@ -52,8 +92,8 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ConfigMap>, ClusterError> {
-        self.config_maps(namespace)
-            .get_opt(name)
+        let (api, name_segment) = self.config_map_api(namespace, name)?;
+        api.get_opt(&name_segment)
             .await
             .map_err(|e| self.api_error("get", format!("ConfigMap {namespace}/{name}"), e))
     }
@@ -63,17 +103,19 @@ impl Cluster {
         namespace: &str,
         label_selector: &str,
     ) -> Result<Vec<ConfigMap>, ClusterError> {
-        self.config_maps(namespace)
-            .list(&ListParams::default().labels(label_selector))
-            .await
-            .map(|list| list.items)
-            .map_err(|e| {
-                self.api_error(
-                    "list",
-                    format!("ConfigMaps in {namespace} labelled {label_selector}"),
-                    e,
-                )
-            })
+        self.config_maps(namespace, || {
+            format!("ConfigMaps in {namespace} labelled {label_selector}")
+        })?
+        .list(&ListParams::default().labels(label_selector))
+        .await
+        .map(|list| list.items)
+        .map_err(|e| {
+            self.api_error(
+                "list",
+                format!("ConfigMaps in {namespace} labelled {label_selector}"),
+                e,
+            )
+        })
     }
 
     pub async fn create_config_map(
@@ -82,7 +124,8 @@ impl Cluster {
         config_map: &ConfigMap,
     ) -> Result<ConfigMap, ClusterError> {
         let name = config_map.metadata.name.clone().unwrap_or_default();
-        self.config_maps(namespace)
+        // The name travels in the body only; the server checks it.
+        self.config_maps(namespace, || format!("ConfigMap {namespace}/{name}"))?
             .create(&PostParams::default(), config_map)
             .await
             .map_err(|e| self.api_error("create", format!("ConfigMap {namespace}/{name}"), e))
@@ -96,19 +139,16 @@ impl Cluster {
         config_map: &ConfigMap,
     ) -> Result<ConfigMap, ClusterError> {
         let name = config_map.metadata.name.clone().unwrap_or_default();
-        self.config_maps(namespace)
-            .replace(&name, &PostParams::default(), config_map)
+        let (api, name_segment) = self.config_map_api(namespace, &name)?;
+        api.replace(&name_segment, &PostParams::default(), config_map)
             .await
             .map_err(|e| self.api_error("replace", format!("ConfigMap {namespace}/{name}"), e))
     }
 
     /// Deletes a ConfigMap; one that is already gone is not an error.
     pub async fn delete_config_map(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
-        match self
-            .config_maps(namespace)
-            .delete(name, &DeleteParams::default())
-            .await
-        {
+        let (api, name_segment) = self.config_map_api(namespace, name)?;
+        match api.delete(&name_segment, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(self.api_error("delete", format!("ConfigMap {namespace}/{name}"), e)),

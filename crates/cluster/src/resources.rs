@@ -1,10 +1,15 @@
 //! Object verbs for every other stage: resolve a kind to its resource (with a discovery cache), and
 //! get, server-side apply (for real or as a dry-run) and delete one object. Field manager: `capstan`.
+//!
+//! kube's `Api` puts names and namespaces into URLs as they are. Every verb here first checks them
+//! (`capstan_core::names`: [`ClusterError::InvalidName`], nothing sent) and then hands kube only
+//! escaped path segments.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use capstan_core::ObjectRef;
+use capstan_core::names::{self, escape_segment};
 use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
@@ -32,6 +37,11 @@ impl Cluster {
     /// Resolves a kind to its resource, asking the API server once per kind until
     /// [`Cluster::forget_discovery`].
     pub async fn resolve(&self, object: &ObjectRef) -> Result<ResolvedKind, ClusterError> {
+        names::api_version(&object.api_version()).map_err(|source| ClusterError::InvalidName {
+            object: object.to_string(),
+            field: "apiVersion",
+            source,
+        })?;
         let key = (
             object.group.clone(),
             object.version.clone(),
@@ -70,10 +80,23 @@ impl Cluster {
         self.discovery.lock_cache().clear();
     }
 
+    /// The API of `object`'s kind (in its namespace), once its name and namespace are checked.
+    /// Callers pass kube the name through [`escape_segment`].
     async fn api_for(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
         let kind = self.resolve(object).await?;
+        names::object_name(&object.group, &object.kind, &object.name).map_err(|source| {
+            ClusterError::InvalidName {
+                object: object.to_string(),
+                field: "metadata.name",
+                source,
+            }
+        })?;
         Ok(match (&object.namespace, kind.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
+            (Some(ns), true) => Api::namespaced_with(
+                self.client.clone(),
+                &checked_namespace(ns, || object.to_string())?,
+                &kind.resource,
+            ),
             (None, true) => {
                 return Err(ClusterError::MissingNamespace {
                     object: object.to_string(),
@@ -86,7 +109,7 @@ impl Cluster {
     /// The live object, or `None` when it does not exist.
     pub async fn get(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
         let api = self.api_for(object).await?;
-        api.get_opt(&object.name)
+        api.get_opt(&escape_segment(&object.name))
             .await
             .map_err(|e| self.api_error("get", object.to_string(), e))
     }
@@ -115,9 +138,11 @@ impl Cluster {
     ) -> Result<(Vec<DynamicObject>, bool), ClusterError> {
         let resolved = self.resolve(kind).await?;
         let api: Api<DynamicObject> = match namespace {
-            Some(ns) if resolved.namespaced => {
-                Api::namespaced_with(self.client.clone(), ns, &resolved.resource)
-            }
+            Some(ns) if resolved.namespaced => Api::namespaced_with(
+                self.client.clone(),
+                &checked_namespace(ns, || format!("{} in namespace {ns}", kind.kind))?,
+                &resolved.resource,
+            ),
             _ => Api::all_with(self.client.clone(), &resolved.resource),
         };
         let list = api
@@ -177,9 +202,13 @@ impl Cluster {
             params = params.dry_run();
         }
         let verb = if dry_run { "dry-run apply" } else { "apply" };
-        api.patch(&object.name, &params, &Patch::Apply(desired))
-            .await
-            .map_err(|e| self.api_error(verb, object.to_string(), e))
+        api.patch(
+            &escape_segment(&object.name),
+            &params,
+            &Patch::Apply(desired),
+        )
+        .await
+        .map_err(|e| self.api_error(verb, object.to_string(), e))
     }
 
     /// Deletes one object with the given propagation policy.
@@ -193,12 +222,26 @@ impl Cluster {
             propagation_policy: Some(propagation),
             ..Default::default()
         };
-        match api.delete(&object.name, &params).await {
+        match api.delete(&escape_segment(&object.name), &params).await {
             Ok(_) => Ok(Deleted::Requested),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(Deleted::AlreadyGone),
             Err(e) => Err(self.api_error("delete", object.to_string(), e)),
         }
     }
+}
+
+/// `namespace`, checked (a DNS-1123 label) and escaped for a URL; `object` names what the request
+/// was for.
+pub(crate) fn checked_namespace(
+    namespace: &str,
+    object: impl FnOnce() -> String,
+) -> Result<String, ClusterError> {
+    names::namespace(namespace).map_err(|source| ClusterError::InvalidName {
+        object: object(),
+        field: "metadata.namespace",
+        source,
+    })?;
+    Ok(escape_segment(namespace).into_owned())
 }
 
 impl DiscoveryCache {

@@ -87,6 +87,17 @@ pub enum ClusterError {
     #[error("{object} is namespaced but has no namespace")]
     MissingNamespace { object: String },
 
+    /// A name, namespace or apiVersion the API server would refuse, or that cannot be one URL path
+    /// segment (`capstan_core::names`): refused before any request carries it.
+    #[error("{object}: {field}: {source}")]
+    InvalidName {
+        object: String,
+        /// `metadata.name`, `metadata.namespace` or `apiVersion`.
+        field: &'static str,
+        #[source]
+        source: crate::names::NameError,
+    },
+
     #[error("invalid object: {source}")]
     Object {
         #[source]

@@ -1,10 +1,12 @@
 //! Capstan's shared vocabulary, free of I/O: how an object is named across stages ([`ObjectRef`]),
 //! how an object is marked as belonging to an app ([`ownership`]), how a git remote URL is read
-//! ([`git_url`]), the pipeline's stages as tracing spans ([`stage`]), and the API words the stages
-//! and the cluster adapter share ([`api`]: `ClusterError`, `FIELD_MANAGER`, `Ownership`, …).
+//! ([`git_url`]), the pipeline's stages as tracing spans ([`stage`]), the API words the stages
+//! and the cluster adapter share ([`api`]: `ClusterError`, `FIELD_MANAGER`, `Ownership`, …), and
+//! Kubernetes' rules for names and namespaces with the escaping of URL path segments ([`names`]).
 
 pub mod api;
 pub mod git_url;
+pub mod names;
 pub mod ownership;
 pub mod stage;
 

@@ -2,7 +2,8 @@
 //! resourceVersions, and a dry-run apply that merges the desired object into the live one (maps
 //! merged key by key, anything else replaced) the way a server-side apply of the fields Git declares
 //! would, or answers a create without a resourceVersion. Objects can be set to be refused with "field is
-//! immutable". Dry-runs are counted.
+//! immutable". Dry-runs are counted, and every request that names an object or a namespace (get,
+//! list, dry-run) is logged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +35,8 @@ struct State {
     immutable: BTreeSet<String>,
     last_version: u64,
     dry_runs: Vec<String>,
+    /// `get …`, `list …`, `dry-run …`: what a real server would have been sent.
+    requests: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -49,6 +52,7 @@ impl Default for FakeServer {
             ("", "Secret", true),
             ("apps", "Deployment", true),
             ("apiextensions.k8s.io", "CustomResourceDefinition", false),
+            ("rbac.authorization.k8s.io", "ClusterRole", false),
         ] {
             state.kinds.insert((group.into(), kind.into()), namespaced);
         }
@@ -96,6 +100,11 @@ impl FakeServer {
     pub fn dry_runs(&self) -> Vec<String> {
         self.state().dry_runs.clone()
     }
+
+    /// Every get, list and dry-run so far (discovery, which names only a kind, is not logged).
+    pub fn requests(&self) -> Vec<String> {
+        self.state().requests.clone()
+    }
 }
 
 impl ServerView for FakeServer {
@@ -112,6 +121,7 @@ impl ServerView for FakeServer {
             ObjectRef::from_object(desired).map_err(|source| ClusterError::Object { source })?;
         let mut state = self.state();
         state.dry_runs.push(reference.to_string());
+        state.requests.push(format!("dry-run {reference}"));
         let Some(live) = state.objects.get(&key(&reference)) else {
             return Ok(desired.clone());
         };
@@ -141,7 +151,9 @@ impl ServerView for FakeServer {
     }
 
     async fn live(&self, object: &ObjectRef) -> Result<Option<DynamicObject>, ClusterError> {
-        Ok(self.state().objects.get(&key(object)).cloned())
+        let mut state = self.state();
+        state.requests.push(format!("get {object}"));
+        Ok(state.objects.get(&key(object)).cloned())
     }
 
     async fn list(
@@ -150,8 +162,11 @@ impl ServerView for FakeServer {
         namespace: Option<&str>,
         limit: u32,
     ) -> Result<Option<Vec<DynamicObject>>, ClusterError> {
-        let items: Vec<DynamicObject> = self
-            .state()
+        let mut state = self.state();
+        state
+            .requests
+            .push(format!("list {} in {namespace:?}", kind.kind));
+        let items: Vec<DynamicObject> = state
             .objects
             .iter()
             .filter(|((group, k, ns, _), _)| {

@@ -32,6 +32,7 @@ use std::future::Future;
 
 use capstan_core::annotation;
 use capstan_core::api::{ClusterError, FIELD_MANAGER};
+use capstan_core::names::{self, NameError};
 use capstan_core::ownership::{self, AppId};
 use capstan_core::{ObjectError, ObjectRef};
 use capstan_inventory::Inventory;
@@ -194,6 +195,22 @@ pub enum PlanError {
         provenance: String,
         #[source]
         source: ObjectError,
+    },
+    /// A name, namespace or apiVersion the API server would refuse, or that cannot be one URL path
+    /// segment: refused before any request carries it.
+    #[error("{provenance}: {kind} {field}: {source}")]
+    InvalidName {
+        provenance: String,
+        kind: String,
+        /// `metadata.name`, `metadata.namespace` or `apiVersion`.
+        field: &'static str,
+        #[source]
+        source: NameError,
+    },
+    #[error("destination namespace: {source}")]
+    InvalidDestination {
+        #[source]
+        source: NameError,
     },
     #[error(
         "{provenance}: {object}: the cluster does not serve {api_version} {kind} and no \
@@ -374,6 +391,14 @@ pub async fn plan<V: ServerView + Sync>(
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let rules = ignore::IgnoreRules::new(&options.ignore_differences, FIELD_MANAGER)?;
+    // Names, namespaces and API versions go into request URLs: every one is checked before the
+    // first request (explicit namespaces once the kind's scope is known, in `prepare`).
+    names::namespace(namespace).map_err(|source| PlanError::InvalidDestination { source })?;
+    for item in &desired {
+        if !matches!(hooks::phase(&item.object), Ok(hooks::Phase::Skip)) {
+            check_identity(&item.object, &item.provenance)?;
+        }
+    }
     let crds_in_set = custom_kinds_defined(&desired);
     let mut prepared = Vec::with_capacity(desired.len());
     let mut seen: HashMap<ObjectRef, String> = HashMap::new();
@@ -653,8 +678,41 @@ fn custom_kinds_defined(desired: &[DesiredObject]) -> HashMap<(String, String), 
         .collect()
 }
 
-/// Defaults the namespace of namespaced objects, refuses a namespace on cluster-scoped ones, and sets
-/// the ownership mark.
+/// Refuses an object whose apiVersion or `metadata.name` the API server would refuse (by the rule of
+/// its kind, see [`names::name_rule`]; a CustomResourceDefinition must also be named
+/// `<spec.names.plural>.<spec.group>`), or that cannot be one URL path segment. Sends nothing.
+fn check_identity(object: &DynamicObject, provenance: &str) -> Result<(), PlanError> {
+    let reference = ObjectRef::from_object(object).map_err(|source| PlanError::Invalid {
+        provenance: provenance.to_string(),
+        source,
+    })?;
+    let invalid = |field: &'static str| {
+        let kind = reference.kind.clone();
+        move |source| PlanError::InvalidName {
+            provenance: provenance.to_string(),
+            kind,
+            field,
+            source,
+        }
+    };
+    names::api_version(&reference.api_version()).map_err(invalid("apiVersion"))?;
+    names::object_name(&reference.group, &reference.kind, &reference.name)
+        .map_err(invalid("metadata.name"))?;
+    if reference.group == "apiextensions.k8s.io" && reference.kind == "CustomResourceDefinition" {
+        let spec = object.data.get("spec");
+        let text = |pointer: &str| {
+            spec.and_then(|s| s.pointer(pointer))
+                .and_then(Value::as_str)
+        };
+        if let (Some(plural), Some(group)) = (text("/names/plural"), text("/group")) {
+            names::crd_name(&reference.name, plural, group).map_err(invalid("metadata.name"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Defaults the namespace of namespaced objects (an empty one too, as kubectl does) and checks it,
+/// refuses a namespace on cluster-scoped ones, and sets the ownership mark.
 async fn prepare<V: ServerView>(
     view: &V,
     app: &AppId,
@@ -683,10 +741,16 @@ async fn prepare<V: ServerView>(
             })?,
     };
     if namespaced {
-        object
-            .metadata
-            .namespace
-            .get_or_insert_with(|| namespace.to_string());
+        let explicit = object.metadata.namespace.take().filter(|ns| !ns.is_empty());
+        if let Some(explicit) = &explicit {
+            names::namespace(explicit).map_err(|source| PlanError::InvalidName {
+                provenance: provenance.to_string(),
+                kind: reference.kind.clone(),
+                field: "metadata.namespace",
+                source,
+            })?;
+        }
+        object.metadata.namespace = Some(explicit.unwrap_or_else(|| namespace.to_string()));
     } else {
         // A namespace on a cluster-scoped object is ignored by the server; drop it so the inventory
         // and messages name the object the way the server does.
@@ -1145,6 +1209,187 @@ mod tests {
         assert_eq!(
             plan.changes[0].not_dry_run,
             Some(NotDryRun::ImmutableReplace)
+        );
+    }
+
+    /// The refusal an invalid object gets: (provenance, kind, field, refused value).
+    fn refusal(result: Result<Plan, PlanError>) -> (String, String, &'static str, String) {
+        match result {
+            Err(PlanError::InvalidName {
+                provenance,
+                kind,
+                field,
+                source,
+            }) => (provenance, kind, field, source.value),
+            other => panic!("expected an invalid name, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_names_are_refused_before_any_request() {
+        let long = "a".repeat(254);
+        for name in [
+            "a?fieldManager=x&force=true#",
+            "a/b",
+            "..",
+            ".",
+            "a%2Fb",
+            "A",
+            "",
+            long.as_str(),
+        ] {
+            let server = FakeServer::default();
+            let mut bad = config_map("shop", "bad");
+            bad["metadata"]["name"] = json!(name);
+            let result = plan_with(
+                &server,
+                &[config_map("shop", "good"), bad],
+                &Inventory::default(),
+                &PlanOptions::default(),
+            )
+            .await;
+            if name.is_empty() {
+                // No name at all: refused as before, naming the document.
+                assert!(
+                    matches!(&result, Err(PlanError::Invalid { provenance, .. }) if provenance == "app.yaml#1"),
+                    "{result:?}"
+                );
+            } else {
+                let message = result
+                    .as_ref()
+                    .map(|_| ())
+                    .expect_err("refused")
+                    .to_string();
+                assert_eq!(
+                    refusal(result),
+                    (
+                        "app.yaml#1".into(),
+                        "ConfigMap".into(),
+                        "metadata.name",
+                        name.to_string()
+                    ),
+                );
+                assert!(
+                    message.starts_with("app.yaml#1: ConfigMap metadata.name: "),
+                    "{message}"
+                );
+            }
+            assert_eq!(server.requests(), Vec::<String>::new(), "{name:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_namespaces_api_versions_and_crd_names_are_refused_before_any_request() {
+        let server = FakeServer::default();
+        let result = plan_with(
+            &server,
+            &[config_map("shop", "good"), config_map("x?y", "a")],
+            &Inventory::default(),
+            &PlanOptions::default(),
+        )
+        .await;
+        assert_eq!(
+            refusal(result),
+            (
+                "app.yaml#1".into(),
+                "ConfigMap".into(),
+                "metadata.namespace",
+                "x?y".into()
+            )
+        );
+        assert_eq!(server.requests(), Vec::<String>::new());
+
+        let mut bad = config_map("shop", "a");
+        bad["apiVersion"] = json!("v1?dryRun=#");
+        let result = plan_with(
+            &server,
+            &[bad],
+            &Inventory::default(),
+            &PlanOptions::default(),
+        )
+        .await;
+        assert_eq!(
+            refusal(result),
+            (
+                "app.yaml#0".into(),
+                "ConfigMap".into(),
+                "apiVersion",
+                "v1?dryRun=#".into()
+            )
+        );
+
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widget.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "kind": "Widget"}}});
+        let result = plan_with(
+            &server,
+            &[crd],
+            &Inventory::default(),
+            &PlanOptions::default(),
+        )
+        .await;
+        assert_eq!(
+            refusal(result),
+            (
+                "app.yaml#0".into(),
+                "CustomResourceDefinition".into(),
+                "metadata.name",
+                "widget.example.com".into()
+            )
+        );
+        assert_eq!(server.requests(), Vec::<String>::new());
+
+        let result = plan(
+            &server,
+            &app(),
+            "shop?x",
+            desired(&[config_map("shop", "a")]),
+            &Inventory::default(),
+            &PlanOptions::default(),
+        )
+        .await;
+        assert!(
+            matches!(&result, Err(PlanError::InvalidDestination { source }) if source.value == "shop?x"),
+            "{result:?}"
+        );
+        assert_eq!(server.requests(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn names_the_server_accepts_are_planned() {
+        let server = FakeServer::default();
+        let cluster_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "system:capstan viewer"}, "rules": []});
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "kind": "Widget"}}});
+        let mut defaulted = config_map("shop", "defaulted");
+        defaulted["metadata"]["namespace"] = json!("");
+        let plan = plan_with(
+            &server,
+            &[
+                cluster_role,
+                crd,
+                config_map("other", "web.v1-2"),
+                defaulted,
+            ],
+            &Inventory::default(),
+            &PlanOptions::default(),
+        )
+        .await
+        .expect("plan");
+        let planned: Vec<String> = plan.changes.iter().map(|c| c.object.to_string()).collect();
+        assert_eq!(
+            planned,
+            vec![
+                "ClusterRole.rbac.authorization.k8s.io system:capstan viewer",
+                "CustomResourceDefinition.apiextensions.k8s.io widgets.example.com",
+                "ConfigMap other/web.v1-2",
+                // An empty namespace is defaulted, as kubectl does.
+                "ConfigMap shop/defaulted",
+            ]
         );
     }
 
